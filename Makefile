@@ -25,7 +25,11 @@ $(STAMP): settings.ini setup.py pyproject.toml
 # What the offline machine needs beyond pip: git hooks for clean notebooks (and, from the metrics
 # issue on, the pretrained weights in the files the standard libraries load). Idempotent.
 provision: $(STAMP)
-	@git rev-parse --git-dir >/dev/null 2>&1 && $(BIN)/nbdev_install_hooks >/dev/null 2>&1 || true
+	@if git rev-parse --git-dir >/dev/null 2>&1; then \
+	  $(BIN)/nbdev_install_hooks >/dev/null 2>&1 || true; \
+	  h=$$(git rev-parse --git-path hooks)/pre-commit; \
+	  [ -e $$h ] || { printf '#!/usr/bin/env bash\n# installed by make setup: refuse commits whose cat_nb/ or notebooks are out of sync\nexec bash .ci/check_sync.sh $(abspath $(BIN))\n' > $$h; chmod +x $$h; }; \
+	fi
 
 setup: $(STAMP) provision
 

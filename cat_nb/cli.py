@@ -105,7 +105,7 @@ def reproduce(argv: list[str] = ()) -> int:
         wd.mkdir(exist_ok=True); t0 = time.time()
         print(f'[{i}/{len(nbs)}] {nb.stem}: running (preset {a.preset}) ...', flush=True)
         pm.execute_notebook(str(nb), str(dst), parameters=dict(preset=a.preset, out_dir=str(wd.resolve())),
-                            kernel_name='python3', cwd=str(rdir), progress_bar=False)
+                            kernel_name='python3', cwd=str(rdir), progress_bar=True)
         rows.append((nb.stem, 'ran', time.time() - t0))
     lines = [f'# cat_nb reports, preset `{a.preset}`', '', '| report | status | seconds | files |', '|---|---|---|---|']
     for stem, st, sec in rows:
