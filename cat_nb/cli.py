@@ -14,6 +14,8 @@ __all__ = ['COMMANDS', 'main', 'weights_status', 'info', 'find_reports', 'reprod
 COMMANDS: dict[str, tuple[str, str]] = {  # name: ('module:function', one-line help)
     'info':      ('cat_nb.cli:info',      'versions, device, where data/weights/runs live, which pretrained weights are present'),
     'reproduce': ('cat_nb.cli:reproduce', 'execute the papermill reports into reports/out/<preset>/'),
+    'synth':     ('cat_nb.synth:synth_cli',   'write SynthScenes (embedded benchmark) in an ADE20K/COCO-Stuff/Cityscapes layout'),
+    'subset':    ('cat_nb.subset:subset_cli', "few-shot training subset: the paper's greedy KL-to-uniform sampler"),
 }
 
 def main(argv: list[str] | None = None) -> int:
