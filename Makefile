@@ -22,22 +22,24 @@ $(STAMP): settings.ini setup.py pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]"
 	@touch $@
 
-# What the offline machine needs beyond pip: git hooks for clean notebooks (and, from the metrics
-# issue on, the pretrained weights in the files the standard libraries load). Idempotent.
+# What the offline machine needs beyond pip: git hooks for clean notebooks and
+# the pretrained weights in the files the standard libraries load (cat-nb weights). Idempotent.
 provision: $(STAMP)
 	@if git rev-parse --git-dir >/dev/null 2>&1; then \
 	  $(BIN)/nbdev_install_hooks >/dev/null 2>&1 || true; \
 	  h=$$(git rev-parse --git-path hooks)/pre-commit; \
 	  [ -e $$h ] || { printf '#!/usr/bin/env bash\n# installed by make setup: refuse commits whose cat_nb/ or notebooks are out of sync\nexec bash .ci/check_sync.sh $(abspath $(BIN))\n' > $$h; chmod +x $$h; }; \
 	fi
+	$(BIN)/cat-nb weights --provision
 
 setup: $(STAMP) provision
 
 # The CI gate: the library is what the notebooks export, notebooks are clean, notebook tests and pytest pass.
+# Two notebooks run at once, one torch thread each: oversubscribed OpenMP threads run several times slower.
 gate:
 	@bash .ci/check_sync.sh $(BIN)
 	@echo "== nbdev_test (notebooks in nbs/) $(NBTEST_FLAGS)"
-	$(BIN)/nbdev_test --n_workers 2 --timing $(if $(NBTEST_FLAGS),--flags "$(NBTEST_FLAGS)",)
+	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --timing $(if $(NBTEST_FLAGS),--flags "$(NBTEST_FLAGS)",)
 	@echo "== pytest tests/"
 	$(BIN)/python -m pytest tests/ -q $(PYTEST_ARGS)
 

@@ -16,6 +16,12 @@ COMMANDS: dict[str, tuple[str, str]] = {  # name: ('module:function', one-line h
     'reproduce': ('cat_nb.cli:reproduce', 'execute the papermill reports into reports/out/<preset>/'),
     'synth':     ('cat_nb.synth:synth_cli',   'write SynthScenes (embedded benchmark) in an ADE20K/COCO-Stuff/Cityscapes layout'),
     'subset':    ('cat_nb.subset:subset_cli', "few-shot training subset: the paper's greedy KL-to-uniform sampler"),
+    'affinity':  ('cat_nb.affinity:affinity_cli', 'class affinity matrix target x source: text, features, segmentation, combination, random'),
+    'model-info': ('cat_nb.oasis:model_info_cli', 'OASIS G/D parameter counts and state_dict listing for a dataset and preset'),
+    'train-source': ('cat_nb.train:train_source_cli', 'train (or resume) an OASIS source model on a dataset'),
+    'weights':   ('cat_nb.weights:weights_cli',     'check (default) or --provision the pretrained FID/LPIPS weights in the torch hub cache'),
+    'segmenter': ('cat_nb.segmenter:segmenter_cli', 'train/cache the evaluation segmenter of a dataset and print its val mIoU'),
+    'evaluate':  ('cat_nb.metrics:evaluate_cli',    'FID, KID, mIoU, LPIPS and MS-SSIM diversity of a trained run, as JSON'),
 }
 
 def main(argv: list[str] | None = None) -> int:
