@@ -310,8 +310,15 @@ def _parse_fid(items: Sequence[str]) -> dict[str, float]:
     return out
 
 def _load_segmenter(path, source: str, source_data, size: int, device: str):
-    "A source-class segmenter as a logits callable: a checkpoint (`--segmenter`), else cat_nb's cached one trained on `--source-data`."
+    "A source-class segmenter as a logits callable: an OASIS source run (its discriminator), a segmenter checkpoint, else cat_nb's cached one trained on `--source-data`."
     from cat_nb import segmenter as seg
+    from cat_nb.data import num_ids
+    if path and (Path(path)/'checkpoints').is_dir():   # an OASIS source run: its discriminator's class head (no extra network)
+        from cat_nb.train import load_source
+        from cat_nb.affinity_vision import discriminator_segmenter
+        _, D, mcfg = load_source(path, device=device)
+        if mcfg.semantic_nc != num_ids(source): raise ValueError(f"source run {path} has {mcfg.semantic_nc} label ids but source {source} has {num_ids(source)}")
+        return discriminator_segmenter(D, device)
     net = seg.load_segmenter(path, device=device) if path else seg.segmenter_for(source_data, source, size, device=device)
     from cat_nb.data import num_ids
     if net.num_ids != num_ids(source): raise ValueError(f"segmenter {path} predicts {net.num_ids} classes but source {source} has {num_ids(source)}")
@@ -341,7 +348,7 @@ def affinity_cli(argv: list[str] | None = None) -> int:
     ap.add_argument('--backbone-weights', help='features method: checkpoint of a DINO/iBOT ViT')
     ap.add_argument('--input-size', type=int, default=128, help='features method: backbone input size (default 128)')
     ap.add_argument('--max-source-images', type=int, default=500, help='features method: source images for the prototypes (default 500)')
-    ap.add_argument('--segmenter', help='segmentation method: source segmenter checkpoint (default: cat_nb\'s segmenter trained on --source-data, cached)')
+    ap.add_argument('--segmenter', help='segmentation method: an OASIS source run folder (uses its discriminator) or a source segmenter checkpoint (default: cat_nb\'s segmenter trained on --source-data, cached)')
     ap.add_argument('--inputs', nargs='*', default=[], help='combination: affinity .npy files (methods read from their sidecars)')
     ap.add_argument('--fid', nargs='*', default=[], help='combination: training-free FID per method, METHOD=VALUE')
     ap.add_argument('--soft', action='store_true', help='combination: soft average instead of the majority vote')

@@ -17,9 +17,9 @@ from .affinity import Affinity, check_dataset, make_affinity
 from .core import atomic_save, config_hash, get_device, paths
 
 # %% auto #0
-__all__ = ['VIT_BACKBONES', 'BACKBONES', 'iter_batches', 'confusion_counts', 'segmentation_affinity', 'patch_fractions',
-           'Prototypes', 'prototype_similarity', 'Backbone', 'load_backbone', 'class_prototypes', 'feature_affinity',
-           'synth_benchmark']
+__all__ = ['VIT_BACKBONES', 'BACKBONES', 'iter_batches', 'confusion_counts', 'segmentation_affinity', 'discriminator_segmenter',
+           'patch_fractions', 'Prototypes', 'prototype_similarity', 'Backbone', 'load_backbone', 'class_prototypes',
+           'feature_affinity', 'synth_benchmark']
 
 # %% ../nbs/22_affinity_vision.ipynb #4c89b923
 def iter_batches(data, batch_size: int = 32, num_workers: int = 0) -> Iterable[dict]:
@@ -72,6 +72,15 @@ def segmentation_affinity(segmenter: Callable, target_data, target: str, source:
                          n_images=len(target_data) if hasattr(target_data, '__len__') else None, seconds=round(time.perf_counter() - t0, 3))
 
 # %% ../nbs/22_affinity_vision.ipynb #9ccce88c
+def discriminator_segmenter(D: torch.nn.Module, device: str = 'auto') -> Callable:
+    "OASIS discriminator as a segmenter: images (B,3,H,W) in [-1,1] -> logits (B, N, H, W) over its N label ids (fake channel dropped)."
+    dev = get_device(device); D = D.to(dev).eval()
+    @torch.no_grad()
+    def fn(x): return D(x.to(dev))[:, 1:]
+    fn.name = f'OASIS discriminator class head ({D.layer_up_last.out_channels - 1} label ids)'
+    return fn
+
+# %% ../nbs/22_affinity_vision.ipynb #81b0bee5
 def patch_fractions(labels: torch.Tensor, num_classes: int, hw: tuple[int, int]) -> torch.Tensor:
     "Class fractions per feature cell: labels (B, H, W) → (B, h, w, C), each cell summing to 1."
     B, H, W = labels.shape; h, w = hw
@@ -108,7 +117,7 @@ def prototype_similarity(target: Prototypes, source: Prototypes, center: bool = 
     S = S.numpy().astype(np.float64); S[~target.present] = np.nan; S[:, ~source.present] = np.nan
     return S
 
-# %% ../nbs/22_affinity_vision.ipynb #81b0bee5
+# %% ../nbs/22_affinity_vision.ipynb #f71d71a7
 VIT_BACKBONES = {'dino_vits16': ('vit_small_patch16_224', 'dino_deitsmall16_pretrain.pth'), 'dino_vitb16': ('vit_base_patch16_224', 'dino_vitbase16_pretrain.pth'),
                  'ibot_vits16': ('vit_small_patch16_224', None), 'ibot_vitb16': ('vit_base_patch16_224', None)}
 BACKBONES = ('auto', 'efficientnet-lite0', *VIT_BACKBONES)
@@ -181,7 +190,7 @@ def load_backbone(name: str = 'auto', weights: str | Path | None = None, input_s
         bb = _load_vit(name, p, input_size)
     return bb.to(get_device(device))
 
-# %% ../nbs/22_affinity_vision.ipynb #cd66ae7b
+# %% ../nbs/22_affinity_vision.ipynb #d4377531
 @torch.no_grad()
 def class_prototypes(backbone: Backbone, data, num_classes: int, batch_size: int = 32, max_images: int | None = None,
                      progress: bool = True, desc: str = 'prototypes') -> Prototypes:
@@ -224,7 +233,7 @@ def feature_affinity(backbone: Backbone | str, source_data, target_data, source:
     a.meta['similarity_source_mask'] = Ps.present.tolist()
     return a
 
-# %% ../nbs/22_affinity_vision.ipynb #e25745d6
+# %% ../nbs/22_affinity_vision.ipynb #e048b011
 def synth_benchmark(roots: dict, directions=None, n_target: int = 100, size: int = 64, backbone: Backbone | str = 'auto',
                     encoder='auto', segmenters: dict | None = None, fid: dict | None = None, max_source_images: int = 300,
                     cache: bool = True, device: str = 'auto', progress: bool = True):

@@ -301,8 +301,9 @@ class OASISDiscriminator(nn.Module):
         init_weights(self)
 
     def forward(self, img):
-        if tuple(img.shape[-2:]) != self.cfg.image_hw or img.shape[1] != 3:
-            raise ValueError(f"D expects images (B, 3, {self.cfg.image_hw[0]}, {self.cfg.image_hw[1]}), got {tuple(img.shape)}")
+        m = 2 ** len(self.body_down)   # fully convolutional U-Net: any size its pooling divides (ADE model on Cityscapes images)
+        if img.ndim != 4 or img.shape[1] != 3 or img.shape[-2] % m or img.shape[-1] % m:
+            raise ValueError(f"D expects images (B, 3, H, W) with H and W multiples of {m} (trained at {self.cfg.image_hw}), got {tuple(img.shape)}")
         x, skips = img, []
         for blk in self.body_down: x = blk(x); skips.append(x)
         x = self.body_up[0](x)

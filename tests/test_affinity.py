@@ -174,3 +174,20 @@ def test_text_speed_target():
     enc = load_text_encoder('minilm')
     t0 = time.perf_counter(); text_affinity('ade20k', 'cocostuff', enc); text_affinity('cocostuff', 'ade20k', enc)
     assert time.perf_counter() - t0 < 10
+
+
+def test_cli_segmentation_with_oasis_discriminator(tmp_path):
+    "`cat-nb affinity --method segmentation --segmenter RUN` uses a source OASIS run's discriminator class head (Eq. 1)."
+    import numpy as np
+    from cat_nb.synth import write_synth
+    from cat_nb.train import train_config, train_source
+    from cat_nb.affinity import affinity_cli, Affinity
+    src = write_synth(tmp_path/'ade', 'ade20k', n_train=4, n_val=2, size=32, seed=0, progress=False)
+    tgt = write_synth(tmp_path/'cs', 'cityscapes', n_train=4, n_val=2, size=32, seed=1, progress=False)
+    train_source(src, train_config('ade20k', 'quick', iters=2, ckpt_every=2, sample_every=2), tmp_path/'run', progress=False)
+    out = tmp_path/'seg.npy'
+    assert affinity_cli(['--method', 'segmentation', '--source', 'ade20k', '--target', 'cityscapes', '--segmenter', str(tmp_path/'run'),
+                         '--target-data', str(tgt), '--size', '32', '--out', str(out)]) == 0
+    aff = Affinity.load(out)
+    assert aff.A.shape == (35, 151) and np.allclose(aff.A.sum(1), 1) and np.isfinite(aff.A).all()
+    assert 'discriminator' in aff.meta['segmenter']

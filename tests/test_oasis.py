@@ -65,7 +65,8 @@ def test_bad_inputs_to_G_and_D():
     with pytest.raises(ValueError, match='151 label ids'): G(torch.randint(151, 160, (1, 32, 32)))
     with pytest.raises(ValueError, match='images'): G(torch.randint(0, 151, (1, 64, 64)))
     with pytest.raises(ValueError, match='noise must be'): G(torch.randint(0, 151, (1, 32, 32)), torch.randn(1, 7))
-    with pytest.raises(ValueError, match='D expects'): D(torch.randn(1, 3, 64, 64))
+    with pytest.raises(ValueError, match='D expects'): D(torch.randn(1, 3, 20, 20))
+    assert D(torch.randn(1, 3, 32, 64)).shape == (1, 152, 32, 64)   # fully convolutional: a source D on 1:2 target images
 
 
 def test_spatial_noise_and_class_dependent_tensors():
