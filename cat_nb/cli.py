@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {  # name: ('module:function', one-line h
     'weights':   ('cat_nb.weights:weights_cli',     'check (default) or --provision the pretrained FID/LPIPS weights in the torch hub cache'),
     'segmenter': ('cat_nb.segmenter:segmenter_cli', 'train/cache the evaluation segmenter of a dataset and print its val mIoU'),
     'evaluate':  ('cat_nb.metrics:evaluate_cli',    'FID, KID, mIoU, LPIPS and MS-SSIM diversity of a trained run, as JSON'),
+    'transfer':  ('cat_nb.transfer:transfer_cli',   'few-shot transfer of an OASIS source model: CAT (training-free or finetuned) or a baseline'),
 }
 
 def main(argv: list[str] | None = None) -> int:

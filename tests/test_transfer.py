@@ -1,0 +1,214 @@
+"Tests of cat_nb.transfer: CAT architecture, parameter selection per method/stage, FreezeD, resume, every method end to end."
+import dataclasses, json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cat_nb.oasis import oasis_config, OASISGenerator, OASISDiscriminator
+from cat_nb.transfer import (CATGenerator, load_source_into, target_discriminator, freeze_d, METHODS, g_group, set_trainable,
+                             transfer_config, TransferTrainer, transfer, load_transfer, transfer_cli, training_free_generator,
+                             resolve_affinity)
+
+SRC = oasis_config('ade20k', 'quick')
+
+
+def _source(seed=0, scale=0.2):
+    torch.manual_seed(seed)
+    G, D = OASISGenerator(SRC), OASISDiscriminator(SRC)
+    for p in G.parameters(): p.data.normal_(0, scale)
+    return dict(G=G.state_dict(), EMA=G.state_dict(), D=D.state_dict(), model=dataclasses.asdict(SRC))
+
+
+def _batch(cfg, n=2, seed=0):
+    g = torch.Generator().manual_seed(seed); h, w = cfg.train.model.image_hw
+    return dict(image=torch.rand(n, 3, h, w, generator=g) * 2 - 1,
+                label=torch.randint(0, cfg.train.model.semantic_nc, (n, h, w), generator=g))
+
+
+def test_identity_affinity_reproduces_source_exactly():
+    src = _source()
+    G0 = OASISGenerator(SRC); G0.load_state_dict(src['G']); G0.eval()
+    for residual in (True, False):
+        G = load_source_into(CATGenerator(SRC, SRC.semantic_nc, np.eye(SRC.semantic_nc), residual=residual), src['G']).eval()
+        lab = torch.randint(0, SRC.semantic_nc, (3, *SRC.image_hw)); z = torch.randn(3, SRC.z_dim)
+        with torch.no_grad(): assert torch.equal(G(lab, z), G0(lab, z))
+
+
+def test_permuted_affinity_relabels():
+    "A permutation affinity makes target id k behave exactly like source id perm[k]."
+    src = _source(1)
+    G0 = OASISGenerator(SRC); G0.load_state_dict(src['G']); G0.eval()
+    perm = torch.randperm(SRC.semantic_nc, generator=torch.Generator().manual_seed(0))
+    A = np.eye(SRC.semantic_nc, dtype=np.float32)[perm.numpy()]
+    G = load_source_into(CATGenerator(SRC, SRC.semantic_nc, A), src['G']).eval()
+    lab = torch.randint(0, SRC.semantic_nc, (2, *SRC.image_hw)); z = torch.randn(2, SRC.z_dim)
+    with torch.no_grad(): torch.testing.assert_close(G(lab, z), G0(perm[lab], z), atol=1e-6, rtol=0)
+
+
+def test_residual_branches_zero_init_and_effective():
+    G = CATGenerator(SRC, 35, np.full((35, 151), 1 / 151, np.float32)).eval()
+    res = [(n, p) for n, p in G.named_parameters() if g_group(n) == 'residual']
+    assert res and all((p == 0).all() for _, p in res)
+    lab = torch.randint(0, 35, (1, *SRC.image_hw)); z = torch.randn(1, SRC.z_dim)
+    with torch.no_grad():
+        a = G(lab, z)
+        G.body[0].norm_0.res_gamma.bias.fill_(1.0)
+        assert not torch.allclose(a, G(lab, z))          # the branches are wired into the scale path
+
+
+def test_no_residual_has_no_branch_params():
+    G = CATGenerator(SRC, 35, np.full((35, 151), 1 / 151, np.float32), residual=False)
+    assert not any(g_group(n) == 'residual' for n, _ in G.named_parameters())
+
+
+def test_wrong_affinity_shape_and_labels():
+    with pytest.raises(ValueError, match=r'\(C_T, C_S\) = \(35, 151\)'): CATGenerator(SRC, 35, np.eye(35, 150))
+    G = CATGenerator(SRC, 35, np.full((35, 151), 1 / 151, np.float32))
+    with pytest.raises(ValueError, match='label ids'): G(torch.full((1, *SRC.image_hw), 40))
+
+
+@pytest.mark.parametrize('k', [0, 1, 3, 5])
+def test_freezed_freezes_exactly_k_blocks(k):
+    tcfg = oasis_config('cityscapes', 'quick')
+    D = target_discriminator(tcfg, _source()['D'], k)
+    frozen = [all(not p.requires_grad for p in b.parameters()) for b in D.body_down]
+    assert frozen == [i < k for i in range(len(D.body_down))]
+    others = [p for n, p in D.named_parameters() if not n.startswith('body_down.')]
+    assert all(p.requires_grad for p in others)
+    with pytest.raises(ValueError, match='encoder blocks'): freeze_d(D, len(D.body_down) + 1)
+
+
+def test_d_head_is_fresh_with_target_classes():
+    tcfg = oasis_config('cityscapes', 'quick'); src = _source()
+    D = target_discriminator(tcfg, src['D'])
+    assert D.layer_up_last.weight.shape[0] == 36
+    assert D(torch.zeros(2, 3, *tcfg.image_hw)).shape == (2, 36, *tcfg.image_hw)
+    assert torch.equal(D.body_up[0].conv2[-1].weight_orig, src['D']['body_up.0.conv2.1.weight_orig'])
+
+
+EXPECTED_STAGE_GROUPS = {
+    'cat': [{'affinity', 'first_conv', 'residual'}, 'all'],
+    'cat-random': [{'affinity', 'first_conv', 'residual'}, 'all'],
+    'scratch': ['all'],
+    'transfergan': ['all'],
+    'freezed': ['all'],
+    'bsa': [{'affinity', 'first_conv'}],
+    'minegan': [{'miner', 'affinity'}, 'all'],
+    'cgantransfer': [{'affinity', 'residual', 'first_conv', 'spade_affine'}, {'residual', 'spade_affine', 'fc', 'other'}],
+}
+
+
+@pytest.mark.parametrize('method', list(METHODS))
+def test_parameter_selection_per_stage(method):
+    cfg = transfer_config(method, 'cityscapes', SRC, iters=4, stage1_iters=2)
+    A = np.full((35, 151), 1 / 151, np.float32) if cfg.cat_init else None
+    tr = TransferTrainer(cfg, _source() if METHODS[method].pretrained else None, A, device='cpu')
+    present = {g_group(n) for n, _ in tr.G.named_parameters()}
+    for i, exp in enumerate(EXPECTED_STAGE_GROUPS[method]):
+        on = tr.set_stage(i)
+        got = {g_group(n) for n in on}
+        assert got == (present if exp == 'all' else exp & present), (method, i, got)
+        assert sum(p.requires_grad for p in tr.G.parameters()) == len(on)
+    assert len(cfg.stages) == len(EXPECTED_STAGE_GROUPS[method])
+    assert ('miner' in present) == (method == 'minegan')
+    assert ('residual' in present) == (method in ('cat', 'cat-random', 'cgantransfer'))
+
+
+@pytest.mark.parametrize('method', list(METHODS))
+def test_every_method_trains_without_nan(method):
+    cfg = transfer_config(method, 'cityscapes', SRC, iters=4, stage1_iters=2)
+    A = np.full((35, 151), 1 / 151, np.float32) if cfg.cat_init else None
+    tr = TransferTrainer(cfg, _source() if METHODS[method].pretrained else None, A, device='cpu')
+    d0 = {n: p.detach().clone() for n, p in tr.D.named_parameters()}
+    g0 = {n: p.detach().clone() for n, p in tr.G.named_parameters()}
+    stages = []
+    for s in range(4):
+        out = tr.step(_batch(cfg, seed=s), s)
+        assert all(np.isfinite(v) for v in out.values()), out
+        stages.append(out['stage'])
+        if s == 1 and len(cfg.stages) > 1:   # end of stage 1: only stage-1 groups moved
+            moved = {g_group(n) for n, p in tr.G.named_parameters() if not torch.equal(p, g0[n])}
+            assert moved <= set(cfg.stages[0]) and moved, (method, moved)
+    assert stages == ([1, 1, 2, 2] if len(cfg.stages) > 1 else [1, 1, 1, 1])
+    frozen = [n for n in d0 if n.startswith(tuple(f'body_down.{i}.' for i in range(cfg.freeze_d)))]
+    assert all(torch.equal(dict(tr.D.named_parameters())[n], d0[n]) for n in frozen)
+    assert not torch.equal(tr.D.layer_up_last.weight, d0['layer_up_last.weight'])
+    if METHODS[method].cgan_reg: assert 'G_reg' in out
+
+
+def test_table4_switches():
+    row = transfer_config('cat', 'cityscapes', SRC, freeze_d=False, two_stages=False, residual=False, cat_init=False)
+    assert (row.freeze_d, len(row.stages), row.residual, row.cat_init) == (0, 1, False, False)
+    full = transfer_config('cat', 'cityscapes', SRC)
+    assert (full.freeze_d > 0, len(full.stages), full.residual, full.cat_init) == (True, 2, True, True)
+    with pytest.raises(ValueError, match='needs an affinity'):
+        TransferTrainer(full, _source(), None, device='cpu')
+
+
+@pytest.fixture(scope='module')
+def synth_pair(tmp_path_factory):
+    from cat_nb.synth import write_synth
+    from cat_nb.train import train_source, train_config
+    d = tmp_path_factory.mktemp('transfer')
+    write_synth(d/'ade', 'ade20k', 8, 4, 32, progress=False); write_synth(d/'cs', 'cityscapes', 8, 4, 32, progress=False)
+    train_source(d/'ade', train_config('ade20k', 'quick', iters=2, ckpt_every=2, sample_every=2), d/'src', 'cpu', progress=False)
+    return d
+
+
+def test_resume_matches_uninterrupted(synth_pair):
+    d = synth_pair
+    A, _ = resolve_affinity('cityscapes', 'ade20k', method='synth-gt')
+    cfg = transfer_config('cat', 'cityscapes', SRC, iters=4, stage1_iters=2, ckpt_every=2, sample_every=4, log_every=2, deterministic=True)
+    full = transfer(d/'cs', cfg, d/'full', d/'src', A, device='cpu', progress=False)
+    with pytest.raises(KeyboardInterrupt): transfer(d/'cs', cfg, d/'crash', d/'src', A, device='cpu', progress=False, _crash_at=3)
+    assert sorted(p.name for p in (d/'crash'/'checkpoints').glob('*.pt')) == ['step_00000002.pt']
+    res = transfer(d/'cs', cfg, d/'crash', d/'src', A, device='cpu', progress=False)
+    assert res.step_done == 4 and res.stage == 1
+    for k, v in full.G.state_dict().items(): torch.testing.assert_close(res.G.state_dict()[k], v, atol=1e-5, rtol=1e-4)
+    other = dataclasses.replace(cfg, freeze_d=1)
+    with pytest.raises(ValueError, match='another config'): transfer(d/'cs', other, d/'crash', d/'src', A, device='cpu', progress=False)
+
+
+def test_cli_every_method_and_training_free(synth_pair):
+    d = synth_pair
+    for m in METHODS:
+        args = ['--source', str(d/'src'), '--target-data', str(d/'cs'), '--like', 'cityscapes', '--method', m,
+                '--out', str(d/f'cli_{m}'), '--iters', '2', '--stage1-iters', '1', '--no-progress', '--device', 'cpu']
+        if m == 'cat': args += ['--affinity-method', 'synth-gt']
+        assert transfer_cli(args) == 0, m
+        G, cfg = load_transfer(d/f'cli_{m}', 'cpu')
+        assert cfg.method == m
+        with torch.no_grad(): assert torch.isfinite(G(torch.randint(0, 35, (1, 32, 64)))).all()
+    assert transfer_cli(['--source', str(d/'src'), '--target-data', str(d/'cs'), '--like', 'cityscapes', '--training-free',
+                         '--affinity-method', 'synth-gt', '--out', str(d/'tf'), '--no-progress', '--device', 'cpu']) == 0
+    G, cfg = load_transfer(d/'tf', 'cpu')
+    assert cfg.training_free
+    G2 = training_free_generator(d/'src', resolve_affinity('cityscapes', 'ade20k', method='synth-gt')[0], 'cityscapes', device='cpu')
+    lab = torch.randint(0, 35, (2, 32, 64)); z = torch.randn(2, SRC.z_dim)
+    with torch.no_grad(): torch.testing.assert_close(G(lab, z), G2(lab, z))
+
+
+def test_cli_errors(synth_pair, capsys):
+    d = synth_pair
+    with pytest.raises(SystemExit):
+        transfer_cli(['--source', str(d/'src'), '--target-data', str(d/'cs'), '--like', 'cityscapes', '--method', 'cat', '--out', str(d/'e1')])
+    assert 'needs --affinity' in capsys.readouterr().err
+    assert transfer_cli(['--source', str(d/'nope'), '--target-data', str(d/'cs'), '--like', 'cityscapes', '--method', 'transfergan',
+                         '--out', str(d/'e2')]) == 1
+    assert 'no source run' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('reg', ['cdc', 'ssr'])
+def test_regularizers_in_training(reg):
+    cfg = transfer_config('cat', 'cityscapes', SRC, iters=3, stage1_iters=1, regularizer=reg)
+    assert cfg.lambda_reg == {'cdc': 1000.0, 'ssr': 5.0}[reg] and 0 <= cfg.reg_layer < SRC.num_res_blocks
+    tr = TransferTrainer(cfg, _source(), np.full((35, 151), 1 / 151, np.float32), device='cpu')
+    ref0 = {k: v.clone() for k, v in tr.G_ref.state_dict().items()}
+    outs = [tr.step(_batch(cfg, seed=s), s) for s in range(3)]
+    assert all(f'G_{reg}' in o and np.isfinite(o[f'G_{reg}']) for o in outs)
+    assert outs[-1][f'G_{reg}'] > 0                              # G moved away from the reference
+    assert all(torch.equal(v, ref0[k]) for k, v in tr.G_ref.state_dict().items())   # the reference stays frozen
+    assert 'G_ref' in tr.state()
+    with pytest.raises(ValueError, match='scratch'): transfer_config('scratch', 'cityscapes', SRC, regularizer=reg)
