@@ -17,7 +17,7 @@ setuptools.setup(
     long_description_content_type='text/markdown', author=cfg['author'], author_email=cfg['author_email'],
     url=cfg['git_url'], keywords=cfg['keywords'].split(),
     classifiers=['Programming Language :: Python :: 3', f'License :: {lic[1]}'],
-    packages=setuptools.find_packages(include=[cfg['lib_path'], cfg['lib_path'] + '.*']),
+    packages=setuptools.find_namespace_packages(include=[cfg['lib_path'], cfg['lib_path'] + '.*']),  # namespace: assets/ ships as data
     include_package_data=True, package_data={cfg['lib_path']: ['assets/*', 'assets/**/*']},
     python_requires='>=' + cfg['min_python'], install_requires=requirements,
     extras_require={'dev': dev_requirements}, zip_safe=False,
