@@ -15,33 +15,18 @@ import torch
 from .core import atomic_write, git_revision, to_jsonable
 
 # %% auto #0
-__all__ = ['DATASETS', 'DONTCARE_ID', 'check_dataset', 'dataset_class_names', 'source_columns', 'Affinity', 'normalize_counts',
-           'similarity_to_affinity', 'make_affinity', 'random_affinity', 'majority_vote', 'soft_average',
-           'gt_from_matrix', 'top1_agreement', 'top_table', 'plot_affinity', 'affinity_cli']
+__all__ = ['source_columns', 'Affinity', 'normalize_counts', 'similarity_to_affinity', 'make_affinity', 'random_affinity',
+           'majority_vote', 'soft_average', 'gt_from_matrix', 'top1_agreement', 'top_table', 'plot_affinity',
+           'affinity_cli']
 
 # %% ../nbs/20_affinity.ipynb #b25d6178
-DATASETS = ('ade20k', 'cocostuff', 'cityscapes')
-DONTCARE_ID = 0  # ADE20K 'other', COCO-Stuff 'unlabeled', Cityscapes 'unlabeled'
-
-def check_dataset(like: str) -> str:
-    "Return `like` if it names a supported label space, else raise listing the valid names."
-    if like not in DATASETS: raise ValueError(f"unknown dataset {like!r}; choose one of {', '.join(DATASETS)}")
-    return like
-
-def dataset_class_names(like: str) -> list[str]:
-    "Official class names of `like`, indexed by label id (from `cat_nb.data.class_names`)."
-    check_dataset(like)
-    try: from cat_nb.data import class_names
-    except ImportError as e: raise ImportError(f"cat_nb.data.class_names is needed for the {like} class table ({e})") from e
-    return list(class_names(like))
+from .data import LIKES, DONT_CARE_ID, check_like, class_names, class_table, num_ids
 
 def source_columns(like: str) -> np.ndarray:
     "Bool (num_ids,): source ids a target class may map to — not the don't-care id 0, not ids absent from the annotations."
-    check_dataset(like)
-    from cat_nb.data import class_table, num_ids
     m = np.zeros(num_ids(like), bool)
     for r in class_table(like): m[r['id']] = r.get('in_annotations', '1') != '0' and r['name'] != '(unused)'
-    m[DONTCARE_ID] = False
+    m[DONT_CARE_ID] = False
     return m
 
 # %% ../nbs/20_affinity.ipynb #e71efb76
@@ -112,7 +97,7 @@ def _fill_empty(A: np.ndarray, empty_mask: np.ndarray, allowed: np.ndarray, empt
         if empty.A.shape != A.shape: raise ValueError(f"fallback affinity shape {empty.A.shape} != {A.shape}")
         A[empty_mask] = empty.A[empty_mask]
     elif empty == 'uniform': A[empty_mask] = allowed / allowed.sum()
-    elif empty == 'dontcare': A[empty_mask] = 0; A[empty_mask, DONTCARE_ID] = 1
+    elif empty == 'dontcare': A[empty_mask] = 0; A[empty_mask, DONT_CARE_ID] = 1
     else: raise ValueError(f"empty must be 'uniform', 'dontcare' or an Affinity, got {empty!r}")
     return A
 
@@ -156,14 +141,14 @@ def make_affinity(evidence, kind: str, target: str | Sequence[str], source: str 
                   norm: str = 'softmax', temperature: float = 0.05, floor: float = 0.0, empty='uniform',
                   pin_dontcare: bool = True, valid_rows=None, source_mask=None, **meta) -> Affinity:
     "Counts (`kind='counts'`) or similarities (`kind='similarity'`) (C_T, C_S) → `Affinity`; `source_mask` further restricts columns."
-    tn = dataset_class_names(target) if isinstance(target, str) else list(target)
-    sn = dataset_class_names(source) if isinstance(source, str) else list(source)
+    tn = class_names(target) if isinstance(target, str) else list(target)
+    sn = class_names(source) if isinstance(source, str) else list(source)
     E = np.asarray(evidence, dtype=np.float64)
     if E.shape != (len(tn), len(sn)):
         raise ValueError(f"{method} evidence has shape {E.shape} but target {target if isinstance(target, str) else ''} has "
                          f"{len(tn)} classes and source {source if isinstance(source, str) else ''} has {len(sn)}: (C_T, C_S) = {(len(tn), len(sn))}")
     if isinstance(source, str): mask = source_columns(source)
-    else: mask = np.ones(len(sn), bool); mask[DONTCARE_ID] = False
+    else: mask = np.ones(len(sn), bool); mask[DONT_CARE_ID] = False
     if source_mask is not None: mask = mask & _allowed(len(sn), source_mask)
     if kind == 'counts': A, em = normalize_counts(E, source_mask=mask, empty=empty); norm_info = dict(norm='counts')
     elif kind == 'similarity':
@@ -171,7 +156,7 @@ def make_affinity(evidence, kind: str, target: str | Sequence[str], source: str 
         norm_info = dict(norm=norm, temperature=temperature) if norm == 'softmax' else dict(norm=norm, floor=floor)
     else: raise ValueError(f"kind must be 'counts' or 'similarity', got {kind!r}")
     if pin_dontcare:
-        A[DONTCARE_ID] = 0; A[DONTCARE_ID, DONTCARE_ID] = 1; em[DONTCARE_ID] = False
+        A[DONT_CARE_ID] = 0; A[DONT_CARE_ID, DONT_CARE_ID] = 1; em[DONT_CARE_ID] = False
     meta = dict(method=method, target=target if isinstance(target, str) else None, source=source if isinstance(source, str) else None,
                 normalization=norm_info, empty_rule=empty if isinstance(empty, str) else f"copy:{empty.meta.get('method')}",
                 pin_dontcare=pin_dontcare, empty_rows=np.flatnonzero(em).tolist(), **meta)
@@ -181,13 +166,13 @@ def make_affinity(evidence, kind: str, target: str | Sequence[str], source: str 
 def random_affinity(target: str | Sequence[str], source: str | Sequence[str], seed: int = 0, kind: str = 'dense',
                     pin_dontcare: bool = False) -> Affinity:
     "Seeded random affinity: dense uniform rows (`'dense'`) or one random source class per row (`'onehot'`)."
-    tn = dataset_class_names(target) if isinstance(target, str) else list(target)
-    sn = dataset_class_names(source) if isinstance(source, str) else list(source)
+    tn = class_names(target) if isinstance(target, str) else list(target)
+    sn = class_names(source) if isinstance(source, str) else list(source)
     rng = np.random.default_rng(seed)
     if kind == 'dense': W = rng.random((len(tn), len(sn)))
     elif kind == 'onehot': W = np.eye(len(sn))[rng.integers(0, len(sn), len(tn))]
     else: raise ValueError(f"kind must be 'dense' or 'onehot', got {kind!r}")
-    if pin_dontcare: W[DONTCARE_ID] = 0; W[DONTCARE_ID, DONTCARE_ID] = 1
+    if pin_dontcare: W[DONT_CARE_ID] = 0; W[DONT_CARE_ID, DONT_CARE_ID] = 1
     return Affinity(W / W.sum(1, keepdims=True), tn, sn, dict(method='random', kind=kind, seed=seed, pin_dontcare=pin_dontcare,
                     target=target if isinstance(target, str) else None, source=source if isinstance(source, str) else None))
 
@@ -279,7 +264,7 @@ def plot_affinity(aff: Affinity, rows: Sequence[int] | None = None, gt=None, k: 
                   ax=None, title: str | None = None, max_rows: int = 40):
     "Heatmap of `aff` on `rows` (default: rows with evidence, at most `max_rows`) × their top-k/ground-truth columns."
     import matplotlib; import matplotlib.pyplot as plt
-    rows = [r for r in range(aff.shape[0]) if aff.evidence[r] and r != DONTCARE_ID][:max_rows] if rows is None else list(rows)
+    rows = [r for r in range(aff.shape[0]) if aff.evidence[r] and r != DONT_CARE_ID][:max_rows] if rows is None else list(rows)
     idx, val = aff.topk(k); g = _gt_sets(gt) if gt is not None else {}
     cols = sorted({int(c) for r in rows for c, v in zip(idx[r], val[r]) if v > 0} | {s for r in rows for s in g.get(r, ())})
     M = aff.A[np.ix_(rows, cols)]
@@ -330,8 +315,8 @@ def affinity_cli(argv: list[str] | None = None) -> int:
     "`cat-nb affinity`: estimate a class affinity matrix (target × source) and save it as .npy + .json."
     ap = argparse.ArgumentParser(prog='cat-nb affinity', description='Estimate the CAT class affinity matrix (paper §3.1) between a target and a source dataset.')
     ap.add_argument('--method', required=True, choices=['segmentation', 'features', 'text', 'combination', 'random'])
-    ap.add_argument('--source', choices=DATASETS, help='source label space (the pretrained model\'s)')
-    ap.add_argument('--target', choices=DATASETS, help='target label space (the few-shot dataset\'s)')
+    ap.add_argument('--source', choices=LIKES, help='source label space (the pretrained model\'s)')
+    ap.add_argument('--target', choices=LIKES, help='target label space (the few-shot dataset\'s)')
     ap.add_argument('--source-data', help='source dataset root (features)'); ap.add_argument('--target-data', help='target dataset root (segmentation, features)')
     ap.add_argument('--subset', help='few-shot subset file of target image names (cat-nb subset)')
     ap.add_argument('--split', default='train', help='split of the datasets to read (default train)')

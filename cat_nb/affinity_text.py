@@ -11,7 +11,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .affinity import Affinity, check_dataset, make_affinity, source_columns, top1_agreement
+from .affinity import Affinity, make_affinity, source_columns, top1_agreement
+from .data import check_like
 from .core import paths
 
 # %% auto #0
@@ -36,7 +37,7 @@ def clean_name(name: str) -> str:
 def class_synonyms(like: str) -> list[list[str]]:
     "Per label id, the table's names: ADE20K's synonym lists (`synonyms` column), else `[name]`."
     from cat_nb.data import class_table, class_names
-    names = class_names(check_dataset(like)); out = [[n] for n in names]
+    names = class_names(check_like(like)); out = [[n] for n in names]
     for r in class_table(like):
         syn = [s.strip() for s in (r.get('synonyms') or '').split(';') if s.strip() and '(' not in s]
         if syn: out[r['id']] = syn
@@ -135,7 +136,7 @@ def text_similarity(target_syn, source_syn, encoder: TextEncoder, how: str = 'sy
 def text_affinity(target: str, source: str, encoder: str | TextEncoder = 'auto', how: str = 'synonyms_prompt',
                   norm: str = 'softmax', temperature: float = 0.05, floor: float = 0.0, source_mask=None, device: str = 'cpu') -> Affinity:
     "Text-based affinity between the official class tables of `target` and `source` (no images needed); `source_mask` restricts columns."
-    check_dataset(target); check_dataset(source)
+    check_like(target); check_like(source)
     enc = load_text_encoder(encoder, device=device) if isinstance(encoder, str) else encoder
     t0 = time.perf_counter()
     S = text_similarity(class_synonyms(target), class_synonyms(source), enc, how)
@@ -179,7 +180,7 @@ def _ids(like: str) -> dict[str, int]:
 
 def known_correspondences(target: str, source: str) -> dict[int, set[int]]:
     "Hand-made ground truth between the REAL class tables: target id -> set of correct source ids."
-    check_dataset(target); check_dataset(source)
+    check_like(target); check_like(source)
     ti, si = _ids(target), _ids(source)
     def parse(s): return {si[n.replace('|', ' ')] for n in s.split()}
     if target == 'cityscapes':

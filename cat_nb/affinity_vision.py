@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .affinity import Affinity, check_dataset, make_affinity
+from .affinity import Affinity, make_affinity
+from .data import check_like
 from .core import atomic_save, config_hash, get_device, paths
 
 # %% auto #0
@@ -65,7 +66,7 @@ def segmentation_affinity(segmenter: Callable, target_data, target: str, source:
                           soft: bool = False, empty='uniform', segmenter_name: str | None = None, progress: bool = True) -> Affinity:
     "Eq. 1 affinity from a source-class segmenter run over the target images (rows without pixels: `empty` rule)."
     from cat_nb.data import num_ids
-    check_dataset(target); check_dataset(source); t0 = time.perf_counter()
+    check_like(target); check_like(source); t0 = time.perf_counter()
     C = confusion_counts(segmenter, target_data, num_ids(target), num_ids(source), batch_size, device, soft, progress)
     return make_affinity(C, 'counts', target, source, 'segmentation', empty=empty, soft=soft, pixels=int(C.sum()),
                          segmenter=segmenter_name or getattr(segmenter, 'name', type(segmenter).__name__),
@@ -214,7 +215,7 @@ def feature_affinity(backbone: Backbone | str, source_data, target_data, source:
                      center: bool = False, empty='uniform', cache: bool = True, device: str = 'auto', progress: bool = True) -> Affinity:
     "Eq. 2 affinity: cosine between target and source class prototypes (rows without pixels: `empty` rule)."
     from cat_nb.data import num_ids
-    check_dataset(source); check_dataset(target)
+    check_like(source); check_like(target)
     bb = load_backbone(backbone, device=device) if isinstance(backbone, str) else backbone
     t0 = time.perf_counter()
     key = config_hash(dict(bb=bb.name, size=bb.input_size, data=_fingerprint(source_data), n=max_source_images, like=source))

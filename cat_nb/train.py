@@ -220,13 +220,9 @@ class OASISTrainer:
 
 # %% ../nbs/32_train.ipynb #142afed6
 def _colorize(label: torch.Tensor, like: str) -> torch.Tensor:
-    "(B,H,W) ids -> (B,3,H,W) in [0,1]."
-    try:
-        from cat_nb.data import colorize
-        return torch.from_numpy(np.stack([colorize(l, like) for l in label.cpu()])).permute(0, 3, 1, 2).float() / 255
-    except ImportError:
-        g = torch.Generator().manual_seed(0); pal = torch.rand(int(label.max()) + 1, 3, generator=g); pal[0] = 0
-        return pal[label.cpu()].permute(0, 3, 1, 2)
+    "(B,H,W) ids -> (B,3,H,W) in [0,1], with the dataset's palette (`cat_nb.data.colorize`)."
+    from cat_nb.data import colorize
+    return torch.from_numpy(np.stack([colorize(l, like) for l in label.cpu()])).permute(0, 3, 1, 2).float() / 255
 
 @torch.no_grad()
 def sample_grid(G, images: torch.Tensor, labels: torch.Tensor, like: str, z: torch.Tensor | None = None) -> torch.Tensor:
