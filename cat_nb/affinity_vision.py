@@ -206,19 +206,16 @@ def class_prototypes(backbone: Backbone, data, num_classes: int, batch_size: int
         if max_images is not None and seen >= max_images: break
     return P
 
-def _fingerprint(data) -> dict:
-    if hasattr(data, 'root'): return dict(root=str(Path(data.root).resolve()), like=getattr(data, 'like', None), names=getattr(data, 'names', None), hw=getattr(data, 'hw', None))
-    return dict(repr=repr(data), n=len(data) if hasattr(data, '__len__') else None)
-
 def feature_affinity(backbone: Backbone | str, source_data, target_data, source: str, target: str, batch_size: int = 32,
                      max_source_images: int | None = 500, norm: str = 'softmax', temperature: float = 0.05, floor: float = 0.0,
                      center: bool = False, empty='uniform', cache: bool = True, device: str = 'auto', progress: bool = True) -> Affinity:
     "Eq. 2 affinity: cosine between target and source class prototypes (rows without pixels: `empty` rule)."
-    from cat_nb.data import num_ids
+    from cat_nb.data import num_ids, fingerprint
     check_like(source); check_like(target)
+    fp = fingerprint(source_data); cache = cache and fp is not None          # only SegDatasets have a stable identity
     bb = load_backbone(backbone, device=device) if isinstance(backbone, str) else backbone
     t0 = time.perf_counter()
-    key = config_hash(dict(bb=bb.name, size=bb.input_size, data=_fingerprint(source_data), n=max_source_images, like=source))
+    key = config_hash(dict(bb=bb.name, size=bb.input_size, data=fp, train=getattr(source_data, 'train', None), n=max_source_images, like=source))
     cp = paths()['cache']/'affinity_prototypes'/f'{key}.pt'
     if cache and cp.exists():
         d = torch.load(cp, weights_only=False); Ps = Prototypes(num_ids(source), bb.dim); Ps.sums, Ps.weights = d['sums'], d['weights']

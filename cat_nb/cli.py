@@ -85,10 +85,16 @@ def find_reports(root: str | Path | None = None) -> Path:
         if c.is_dir(): return c
     raise FileNotFoundError(f"no reports folder found (looked in {', '.join(map(str, cands))}); run from a clone of cat_nb or pass --reports DIR")
 
-def _finished(nb: Path) -> bool:
-    if not nb.exists(): return False
-    meta = json.loads(nb.read_text()).get('metadata', {}).get('papermill', {})
-    return meta.get('exception') is False or (meta.get('end_time') is not None and not meta.get('exception'))
+def _finished(nb: Path, params: dict | None = None, src: Path | None = None) -> bool:
+    "True when `nb` is an executed report that ran to the end without error, with `params` and from source notebook `src` when given."
+    if not Path(nb).exists(): return False
+    try: md = json.loads(Path(nb).read_text()).get('metadata', {})
+    except (OSError, json.JSONDecodeError): return False            # half-written or foreign file: not finished
+    pm_meta, ours = md.get('papermill', {}), md.get('cat_nb', {})
+    if pm_meta.get('end_time') is None or pm_meta.get('exception') or not ours.get('finished'): return False
+    if params is not None and pm_meta.get('parameters') != json.loads(json.dumps(params)): return False
+    from cat_nb.reports import notebook_sha
+    return src is None or ours.get('source_sha') == notebook_sha(src)
 
 def reproduce(argv: list[str] = ()) -> int:
     "Run the report notebooks with papermill into `reports/out/<preset>/` and write `SUMMARY.md`."
@@ -97,9 +103,17 @@ def reproduce(argv: list[str] = ()) -> int:
     ap.add_argument('--only', nargs='*', default=None, help='report names to run (default: all)')
     ap.add_argument('--reports', default=None, help='reports folder (default: ./reports)')
     ap.add_argument('--out', default=None, help='output folder (default: <reports>/out/<preset>)')
+    ap.add_argument('--data', nargs='*', default=[], metavar='LIKE=DIR', help='real dataset roots, e.g. ade20k=~/data/ade20k (needed by --preset paper)')
+    ap.add_argument('-p', '--param', action='append', default=[], metavar='KEY=VALUE', help="report parameter (Python literal), e.g. -p \"seeds=[0]\"; repeatable")
     ap.add_argument('--force', action='store_true', help='rerun reports that already finished')
     a = ap.parse_args(argv)
-    import papermill as pm
+    import papermill as pm, resource
+    from cat_nb.reports import parse_literal as _literal, mark_finished, notebook_title, write_summary
+    try:
+        extra = dict(_literal(kv, '-p') for kv in a.param)
+        roots = dict(_literal(kv, '--data') for kv in a.data)
+    except ValueError as e: ap.error(str(e))
+    if roots: extra['data_roots'] = {k: str(Path(v).expanduser().resolve()) for k, v in roots.items()}
     rdir = find_reports(a.reports)
     nbs = sorted(p for p in rdir.glob('*.ipynb') if not p.name.startswith('_'))
     if a.only is not None:
@@ -107,19 +121,27 @@ def reproduce(argv: list[str] = ()) -> int:
         if unknown: ap.error(f"unknown report(s) {sorted(unknown)}; available: {[p.stem for p in nbs]}")
         nbs = [p for p in nbs if p.stem in a.only]
     out = Path(a.out) if a.out else rdir/'out'/a.preset; out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, t_all = [], time.time()
     for i, nb in enumerate(nbs, 1):
         dst, wd = out/nb.name, out/nb.stem
-        if not a.force and _finished(dst): print(f'[{i}/{len(nbs)}] {nb.stem}: already done, skipped'); rows.append((nb.stem, 'cached', 0.0)); continue
-        wd.mkdir(exist_ok=True); t0 = time.time()
+        declared = pm.inspect_notebook(str(nb))
+        params = dict(preset=a.preset, out_dir=str(wd.resolve())) | {k: v for k, v in extra.items() if k in declared}
+        row = dict(name=nb.stem, title=notebook_title(nb), status='ran', seconds=0.0, cpu=0.0, error='')
+        if not a.force and _finished(dst, params, nb):
+            meta = json.loads(dst.read_text())['metadata']['cat_nb']
+            print(f'[{i}/{len(nbs)}] {nb.stem}: already done, skipped'); rows.append(row | dict(status='cached', seconds=meta['seconds'], cpu=meta['cpu_seconds'])); continue
+        wd.mkdir(exist_ok=True); t0, c0 = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
         print(f'[{i}/{len(nbs)}] {nb.stem}: running (preset {a.preset}) ...', flush=True)
-        pm.execute_notebook(str(nb), str(dst), parameters=dict(preset=a.preset, out_dir=str(wd.resolve())),
-                            kernel_name='python3', cwd=str(rdir), progress_bar=True)
-        rows.append((nb.stem, 'ran', time.time() - t0))
-    lines = [f'# cat_nb reports, preset `{a.preset}`', '', '| report | status | seconds | files |', '|---|---|---|---|']
-    for stem, st, sec in rows:
-        files = sorted(p.relative_to(out).as_posix() for p in (out/stem).rglob('*') if p.is_file()) if (out/stem).is_dir() else []
-        lines.append(f"| [{stem}]({stem}.ipynb) | {st} | {sec:.1f} | {', '.join(f'[{f}]({f})' for f in files)} |")
-    (out/'SUMMARY.md').write_text('\n'.join(lines) + '\n')
-    print(f'done: {len(rows)} report(s); executed notebooks, tables and figures in {out.resolve()}\nsummary: {(out/"SUMMARY.md").resolve()}')
-    return 0
+        try:
+            pm.execute_notebook(str(nb), str(dst), parameters=params, kernel_name='python3', cwd=str(rdir), progress_bar=True)
+        except pm.PapermillExecutionError as e:
+            row.update(status='failed', error=f'{e.ename}: {e.evalue}'[:500])
+            print(f'[{i}/{len(nbs)}] {nb.stem}: FAILED ({row["error"][:200]}); see {dst}', file=sys.stderr)
+        row.update(seconds=time.time() - t0, cpu=resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime - c0)
+        if row['status'] == 'ran': mark_finished(dst, nb, row['seconds'], row['cpu'])
+        rows.append(row)
+    s = write_summary(out, a.preset, rows, time.time() - t_all)
+    failed = [r['name'] for r in rows if r['status'] == 'failed']
+    print(f'done: {len(rows) - len(failed)} of {len(rows)} report(s) in {time.time() - t_all:.0f}s; executed notebooks, tables and figures in {out.resolve()}\nsummary: {s.resolve()}')
+    if failed: print(f'failed: {", ".join(failed)} (rerun the same command: finished runs are cached)', file=sys.stderr)
+    return 1 if failed else 0

@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_data.ipynb #c3183eaf
 from __future__ import annotations
-import csv, functools, json, random
+import csv, functools, hashlib, json, random
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,7 @@ from PIL import Image, UnidentifiedImageError
 __all__ = ['LIKES', 'DONT_CARE_ID', 'NUM_IDS', 'CITYSCAPES_EVAL_IDS', 'ASSETS', 'PREPARE_CMD', 'SPLITS', 'check_like',
            'class_table', 'num_ids', 'class_names', 'out_hw', 'class_colors', 'colorize', 'DatasetError', 'split_dirs',
            'list_pairs', 'decode_label', 'encode_label', 'read_image', 'read_label', 'SegDataset', 'write_pair',
-           'label_histograms', 'check_dataset']
+           'fingerprint', 'label_histograms', 'check_dataset']
 
 # %% ../nbs/10_data.ipynb #28f307c0
 LIKES = ('ade20k', 'cocostuff', 'cityscapes')
@@ -234,7 +234,15 @@ def write_pair(root, like: str, split: str, name: str, image: np.ndarray, ids: n
     Image.fromarray(encode_label(ids, like)).save(lp, compress_level=1)
     return ip, lp
 
-# %% ../nbs/10_data.ipynb #858dd3b9
+# %% ../nbs/10_data.ipynb #ded46e36
+def fingerprint(ds) -> dict | None:
+    "What identifies a `SegDataset` split for caches; None for other datasets (callers then do not cache)."
+    if not isinstance(ds, SegDataset): return None
+    h = hashlib.sha256()
+    for ip, lp, name in ds.items: h.update(f'{name}\t{Path(ip).stat().st_size}\t{Path(lp).stat().st_size}\n'.encode())
+    return dict(like=ds.like, split=ds.split, hw=list(ds.hw), n=len(ds), files_sha=h.hexdigest()[:16])
+
+# %% ../nbs/10_data.ipynb #edfffa5a
 def label_histograms(root, like: str, split: str = 'train', progress: bool = True) -> tuple[list[str], np.ndarray]:
     "Names and per-image pixel counts of every label id, int64 (N, num_ids), at native resolution."
     from tqdm.auto import tqdm

@@ -4,12 +4,13 @@
 
 # %% ../nbs/41_metrics.ipynb #f38bc384
 from __future__ import annotations
-import argparse, functools, hashlib, itertools, json, math, time
+import argparse, copy, functools, itertools, json, math, os, sys, time, warnings
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
@@ -17,9 +18,11 @@ from .core import atomic_save, atomic_write, config_hash, get_device, paths, see
 from .weights import require, read_manifest
 
 # %% auto #0
-__all__ = ['FID_PROTOCOL', 'METRICS', 'to_uint8', 'inception', 'inception_features', 'fid_from_features', 'fid_torch_fidelity',
-           'kid_from_features', 'reference_features', 'msssim_scales', 'msssim', 'lpips_net', 'lpips_distance',
-           'pairwise_diversity', 'eval_ids', 'ConfusionMatrix', 'segment', 'miou', 'oasis_generate_fn', 'evaluate',
+__all__ = ['FID_PROTOCOL', 'INCEPTION_IMPLS', 'METRICS', 'to_uint8', 'tf1_resize', 'FastInceptionV3', 'check_images',
+           'feature_difference', 'inception', 'inception_impl', 'inception_features', 'fid_from_features',
+           'fid_torch_fidelity', 'kid_torch_fidelity', 'kid_from_features', 'reference_features', 'msssim_scales',
+           'msssim', 'lpips_net', 'lpips_distance', 'pairwise_diversity', 'eval_ids', 'ConfusionMatrix', 'segment',
+           'miou', 'oasis_generate_fn', 'evaluate', 'run_kind', 'recorded_data_root', 'load_run_generator',
            'evaluate_cli']
 
 # %% ../nbs/41_metrics.ipynb #6e5bfa0c
@@ -35,16 +38,94 @@ FID_PROTOCOL = dict(version=1, real='val split, SegDataset(train=False) at gener
                     quantisation='round((x+1)*127.5) uint8', resize='torch-fidelity TF1 bilinear to 299', extractor='inception-v3-compat 2048',
                     kid=dict(subsets=100, degree=3, coef0=1, gamma=None, rng_seed=2020, subset_size='min(1000, n)'))
 
-@functools.lru_cache(maxsize=4)
-def inception(device: str = 'auto'):
-    "torch-fidelity's `FeatureExtractorInceptionV3` (2048-d pool features) with the provisioned TF weights, on `device`."
+def _tf1_grid(n_in: int, n_out: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.arange(0, n_out, 1, dtype=torch.float32, device=device) * torch.tensor(n_in / n_out, dtype=torch.float32, device=device)
+    lo = g.long()
+    return lo, (lo + 1).clamp_max(n_in - 1), g - lo.float()
+
+def tf1_resize(x: torch.Tensor, size: int = 299) -> torch.Tensor:
+    "Bilinear resize of float images (B,C,h,w) → (B,C,size,size), bit-identical to torch-fidelity's `interpolate_bilinear_2d_like_tensorflow1x(align_corners=False)`, done separably."
+    if x.dim() != 4 or not x.is_floating_point(): raise ValueError(f'expected float images (B,C,H,W), got {x.dtype} {tuple(x.shape)}')
+    ylo, yhi, dy = _tf1_grid(x.shape[2], size, x.device)
+    xlo, xhi, dx = _tf1_grid(x.shape[3], size, x.device)
+    a, b = x[..., xlo], x[..., xhi]                      # (B,C,h,size): interpolate along the width on the h input rows only
+    r = a + (b - a) * dx
+    t, u = r[:, :, ylo], r[:, :, yhi]                    # then along the height, the same lerp as torch-fidelity
+    return t + (u - t) * dy.view(-1, 1)
+
+# %% ../nbs/41_metrics.ipynb #20a98f76
+_LAYERS = ('Conv2d_1a_3x3', 'Conv2d_2a_3x3', 'Conv2d_2b_3x3', 'MaxPool_1', 'Conv2d_3b_1x1', 'Conv2d_4a_3x3', 'MaxPool_2', 'Mixed_5b', 'Mixed_5c',
+           'Mixed_5d', 'Mixed_6a', 'Mixed_6b', 'Mixed_6c', 'Mixed_6d', 'Mixed_6e', 'Mixed_7a', 'Mixed_7b', 'Mixed_7c')
+
+class FastInceptionV3(nn.Module):
+    "torch-fidelity's `inception-v3-compat` 2048-d features for inference (exact separable resize, BN folded into the convs): uint8 (B,3,H,W) → float32 (B,2048)."
+    def __init__(self, fe):
+        super().__init__()
+        from torch_fidelity.feature_extractor_inceptionv3 import BasicConv2d
+        if getattr(fe, 'feature_extractor_internal_dtype', torch.float32) != torch.float32: raise ValueError('only the float32 extractor is rebuilt')
+        fe = copy.deepcopy(fe).eval()
+        n = 0
+        for m in fe.modules():
+            if isinstance(m, BasicConv2d):      # forward stays conv -> bn -> relu_, with bn now the identity
+                m.conv, m.bn, n = torch.nn.utils.fusion.fuse_conv_bn_eval(m.conv, m.bn), nn.Identity(), n + 1
+        if n != 94: raise ValueError(f'expected the 94 conv+BN layers of Inception v3, found {n}')
+        self.size, self.layers = fe.INPUT_IMAGE_SIZE, nn.Sequential(*[getattr(fe, k) for k in _LAYERS])
+        self.requires_grad_(False); self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1] != 3: raise ValueError(f'expected uint8 images (B,3,H,W), got {x.dtype} {tuple(x.shape)}')
+        x = (tf1_resize(x.float(), self.size) - 128) / 128             # torch-fidelity's input scaling
+        if x.device.type == 'cpu': x = x.contiguous(memory_format=torch.channels_last)
+        return self.layers(x).mean((2, 3))                             # = AdaptiveAvgPool2d(1) + flatten
+
+class _TorchFidelity(nn.Module):
+    "torch-fidelity's extractor as uint8 (B,3,H,W) → float32 (B,2048)."
+    def __init__(self, fe): super().__init__(); self.fe = fe
+    def forward(self, x): return self.fe(x)[0]
+
+# %% ../nbs/41_metrics.ipynb #8657e561
+INCEPTION_IMPLS = ('auto', 'fast', 'torch-fidelity')
+
+def check_images(n: int = 2, size: int = 64, seed: int = 0) -> torch.Tensor:
+    "Deterministic photo-like uint8 test images (n,3,size,size): smooth colour gradients, edges and texture (no data files needed)."
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing='ij')
+    out = []
+    for i in range(n):
+        c = torch.rand(3, 3, generator=g)
+        img = c[:, :1, None] * yy + c[:, 1:2, None] * xx + c[:, 2:, None] * (xx > .3 + .4 * torch.rand(1, generator=g)).float()
+        img = img + .15 * F.interpolate(torch.rand(1, 3, size // 8, size // 8, generator=g), size=(size, size), mode='bilinear')[0]
+        out.append(img / img.amax((1, 2), keepdim=True).clamp_min(1e-6))
+    return (torch.stack(out) * 255).round().clamp(0, 255).to(torch.uint8)
+
+def feature_difference(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:
+    "max |a(x) - b(x)| of two feature extractors on uint8 images x (B,3,H,W)."
+    with torch.inference_mode(): return float((a(x).double() - b(x).double()).abs().max())
+
+@functools.lru_cache(maxsize=8)
+def inception(device: str = 'auto', impl: str = 'auto') -> nn.Module:
+    "torch-fidelity's inception-v3-compat 2048-d extractor (provisioned TF weights) on `device`, uint8 (B,3,H,W) → float32 (B,2048); `impl` 'auto' = `FastInceptionV3` on the CPU, torch-fidelity's module on CUDA."
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+    if impl not in INCEPTION_IMPLS: raise ValueError(f'unknown inception impl {impl!r}; choose from {", ".join(INCEPTION_IMPLS)}')
     path = require('inception-v3-fid')
-    fe = FeatureExtractorInceptionV3('inception-v3-compat', ['2048'], feature_extractor_weights_path=str(path))
+    fe = FeatureExtractorInceptionV3('inception-v3-compat', ['2048'], feature_extractor_weights_path=str(path)).eval()
     dev = get_device(device)
-    fe = fe.to(dev)
-    if dev.type == 'cpu': fe = fe.to(memory_format=torch.channels_last)
-    return fe.eval()
+    plain = _TorchFidelity(fe)
+    if impl == 'auto': impl = 'fast' if dev.type == 'cpu' else 'torch-fidelity'
+    if impl == 'fast':
+        try:
+            fast = FastInceptionV3(fe).to(dev)
+            if dev.type == 'cpu': fast = fast.to(memory_format=torch.channels_last)
+            err = feature_difference(fast, plain.to(dev), check_images().to(dev))
+            if not err <= 1e-3: raise RuntimeError(f'features differ from torch-fidelity by {err:.2e} (> 1e-3) on this build')
+            fast.impl, fast.check_error = 'fast', err
+            return fast
+        except Exception as e:
+            warnings.warn(f'FastInceptionV3 unavailable ({type(e).__name__}: {e}); using the plain torch-fidelity module')
+    plain = plain.to(dev)
+    if dev.type == 'cpu': plain = plain.to(memory_format=torch.channels_last)
+    plain.impl, plain.check_error = 'torch-fidelity', 0.0
+    return plain.eval()
 
 def _batches(images, batch_size):
     if torch.is_tensor(images):
@@ -52,18 +133,23 @@ def _batches(images, batch_size):
     else:
         for b in images: yield b
 
+def inception_impl() -> str:
+    "The Inception implementation asked for by `$CAT_NB_INCEPTION` (default 'auto')."
+    return os.environ.get('CAT_NB_INCEPTION', 'auto')
+
 @torch.inference_mode()
-def inception_features(images, batch_size: int = 50, device: str = 'auto', progress: bool = True, total: int | None = None) -> torch.Tensor:
+def inception_features(images, batch_size: int = 50, device: str = 'auto', progress: bool = True, total: int | None = None,
+                       impl: str | None = None) -> torch.Tensor:
     "2048-d Inception features, float64 (N,2048), of images (N,3,H,W) in [-1,1]/uint8, or of an iterable of such batches."
-    fe = inception(str(device)); dev = next(fe.parameters()).device
+    fe = inception(str(device), impl or inception_impl()); dev = next(fe.parameters()).device
     out, n = [], total or (len(images) if torch.is_tensor(images) else None)
     with tqdm(total=n, desc='Inception features', unit='img', disable=not progress, leave=False) as bar:
         for b in _batches(images, batch_size):
-            out.append(fe(to_uint8(b).to(dev))[0].double().cpu()); bar.update(len(b))
+            out.append(fe(to_uint8(b).to(dev)).double().cpu()); bar.update(len(b))
     if not out: raise ValueError('no images given')
     return torch.cat(out)
 
-# %% ../nbs/41_metrics.ipynb #596b3aef
+# %% ../nbs/41_metrics.ipynb #5cf5a9a0
 def fid_from_features(f_real: torch.Tensor, f_gen: torch.Tensor) -> float:
     "FID between two feature sets (N,D), float64; equals torch-fidelity's `fid_statistics_to_metric` (see below) but needs no D×D eigensolve."
     if len(f_real) < 2 or len(f_gen) < 2: raise ValueError(f'FID needs at least 2 images per set, got {len(f_real)} and {len(f_gen)}')
@@ -82,8 +168,8 @@ def fid_torch_fidelity(f_real: torch.Tensor, f_gen: torch.Tensor) -> float:
     s1, s2 = fid_features_to_statistics(f_real.double().cpu()), fid_features_to_statistics(f_gen.double().cpu())
     return fid_statistics_to_metric(s1, s2, verbose=False)[KEY_METRIC_FID]
 
-def kid_from_features(f_real: torch.Tensor, f_gen: torch.Tensor, subsets: int = 100, subset_size: int = 1000, seed: int = 2020) -> tuple[float, float]:
-    "(KID mean, std) between two feature sets with torch-fidelity's estimator; `subset_size` is capped at the set sizes."
+def kid_torch_fidelity(f_real: torch.Tensor, f_gen: torch.Tensor, subsets: int = 100, subset_size: int = 1000, seed: int = 2020) -> tuple[float, float]:
+    "(KID mean, std) with torch-fidelity's own `kid_features_to_metric` (3 kernel matrices per subset); the reference for `kid_from_features`."
     from torch_fidelity.metric_kid import kid_features_to_metric, KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD
     m = min(subset_size, len(f_real), len(f_gen))
     if m < 2: raise ValueError(f'KID needs at least 2 images per set, got {len(f_real)} and {len(f_gen)}')
@@ -91,28 +177,39 @@ def kid_from_features(f_real: torch.Tensor, f_gen: torch.Tensor, subsets: int = 
                                verbose=False, kid_kernel='poly', kid_kernel_poly_degree=3, kid_kernel_poly_gamma=None, kid_kernel_poly_coef0=1)
     return r[KEY_METRIC_KID_MEAN], r[KEY_METRIC_KID_STD]
 
-# %% ../nbs/41_metrics.ipynb #499f4640
-def _ds_fingerprint(ds) -> dict:
-    names = list(getattr(ds, 'names', [])) or [str(i) for i in range(len(ds))]
-    return dict(root=str(Path(getattr(ds, 'root', '')).resolve()) if getattr(ds, 'root', None) else None, like=getattr(ds, 'like', None),
-                split=getattr(ds, 'split', None), hw=list(getattr(ds, 'hw', ())), n=len(ds),
-                names_sha=hashlib.sha256('\n'.join(names).encode()).hexdigest()[:16])
+def kid_from_features(f_real: torch.Tensor, f_gen: torch.Tensor, subsets: int = 100, subset_size: int = 1000, seed: int = 2020) -> tuple[float, float]:
+    "(KID mean, std) between two feature sets (N,D): torch-fidelity's estimator, subsets and rng; `subset_size` is capped at the set sizes."
+    from torch_fidelity.metric_kid import mmd2
+    n1, n2 = len(f_real), len(f_gen); m = min(subset_size, n1, n2)
+    if m < 2: raise ValueError(f'KID needs at least 2 images per set, got {n1} and {n2}')
+    if n1 * n1 + n2 * n2 + n1 * n2 > 3 * subsets * m * m:       # huge sets: the full kernels would cost more than the subsets
+        return kid_torch_fidelity(f_real, f_gen, subsets, subset_size, seed)
+    X, Y = f_real.double().cpu().numpy(), f_gen.double().cpu().numpy()
+    k = lambda a, b: (a @ b.T / X.shape[1] + 1) ** 3             # torch-fidelity's poly kernel: degree 3, gamma 1/D, coef0 1
+    K11, K22, K12 = k(X, X), k(Y, Y), k(X, Y)                    # every kernel value once ...
+    rng, mmds = np.random.RandomState(seed), np.zeros(subsets)
+    for i in range(subsets):                                     # ... then torch-fidelity's subsets (same rng calls) index them
+        a, b = rng.choice(n1, m, replace=False), rng.choice(n2, m, replace=False)
+        mmds[i] = mmd2(K11[np.ix_(a, a)], K12[np.ix_(a, b)], K22[np.ix_(b, b)])
+    return float(np.mean(mmds)), float(np.std(mmds))
 
+# %% ../nbs/41_metrics.ipynb #3147020a
 def _dataset_images(ds, batch_size: int):
     for i in range(0, len(ds), batch_size):
         yield torch.stack([ds[j]['image'] for j in range(i, min(i + batch_size, len(ds)))])
 
 def reference_features(ds, batch_size: int = 50, device: str = 'auto', cache: bool = True, progress: bool = True) -> torch.Tensor:
     "Inception features (N,2048) of every real image of `ds` (a `SegDataset`, train=False), cached by config hash."
-    key = dict(dataset=_ds_fingerprint(ds), protocol=FID_PROTOCOL, weights=read_manifest().get('inception-v3-fid', {}).get('sha256'))
-    fp = _ds_fingerprint(ds)
-    path = paths()['cache']/'fid_ref'/f"{fp['like']}_{fp['split']}_{'x'.join(map(str, fp['hw']))}_{config_hash(key)}.pt"
+    from cat_nb.data import fingerprint
+    fp = fingerprint(ds); cache = cache and fp is not None                     # only SegDatasets have a stable identity
+    key = dict(dataset=fp, protocol=FID_PROTOCOL, weights=read_manifest().get('inception-v3-fid', {}).get('sha256'))
+    path = paths()['cache']/'fid_ref'/f"{fp['like']}_{fp['split']}_{'x'.join(map(str, fp['hw']))}_{config_hash(key)}.pt" if cache else None
     if cache and path.exists(): return torch.load(path, weights_only=False)['features']
     f = inception_features(_dataset_images(ds, batch_size), batch_size, device, progress, total=len(ds))
     if cache: atomic_save(dict(features=f, key=to_jsonable(key)), path)
     return f
 
-# %% ../nbs/41_metrics.ipynb #43dc36e6
+# %% ../nbs/41_metrics.ipynb #b6d24170
 _MS_W = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 def msssim_scales(h: int, w: int, win: int = 11) -> int:
@@ -146,7 +243,7 @@ def msssim(x: torch.Tensor, y: torch.Tensor, scales: int | None = None) -> torch
     v = torch.stack(vals, 0)                                   # (S, B, C)
     return (v ** w.view(-1, 1, 1)).prod(0).mean(-1).float()
 
-# %% ../nbs/41_metrics.ipynb #3b5c8a81
+# %% ../nbs/41_metrics.ipynb #faa7a611
 @functools.lru_cache(maxsize=4)
 def lpips_net(net: str = 'alex', device: str = 'auto'):
     "The `lpips` package's LPIPS v0.1 with its backbone from the provisioned torchvision file (never random)."
@@ -169,7 +266,7 @@ def pairwise_diversity(samples: torch.Tensor, metrics=('lpips', 'msssim'), net: 
     if 'msssim' in metrics: out['msssim'] = float(msssim(samples[i], samples[j]).mean())
     return out
 
-# %% ../nbs/41_metrics.ipynb #16b4b522
+# %% ../nbs/41_metrics.ipynb #055666da
 def eval_ids(like: str) -> list[int]:
     "Label ids that count in mIoU for dataset family `like`."
     from cat_nb.data import num_ids, CITYSCAPES_EVAL_IDS, class_table
@@ -201,7 +298,7 @@ class ConfusionMatrix:
         return dict(miou=float(np.mean(vals)) if vals else float('nan'), pixel_acc=float(tp[self.ids].sum() / total) if total > 0 else float('nan'),
                     n_classes=len(vals), per_class={(names[c] if names else c): v for c, v in iou.items()})
 
-# %% ../nbs/41_metrics.ipynb #77ff0bea
+# %% ../nbs/41_metrics.ipynb #26c90033
 @torch.inference_mode()
 def segment(segmenter, images: torch.Tensor, device: str = 'auto') -> torch.Tensor:
     "Label ids (B,H,W) predicted by `segmenter.predict_logits` for images (B,3,H,W) in [-1,1]."
@@ -215,7 +312,7 @@ def miou(segmenter, images_and_labels: Iterable, like: str, device: str = 'auto'
         cm.update(segment(segmenter, img, device), lab)
     return cm.result(class_names(like))
 
-# %% ../nbs/41_metrics.ipynb #c7ebc2f0
+# %% ../nbs/41_metrics.ipynb #273e7580
 METRICS = ('fid', 'kid', 'miou', 'lpips', 'msssim')
 
 def oasis_generate_fn(G, device: str = 'auto') -> Callable:
@@ -256,6 +353,7 @@ def evaluate(gen: Callable, val_ds, metrics=METRICS, segmenter=None, seed: int =
             fg, fr = torch.cat(feats), reference_features(val_ds, device=device, progress=progress)
             if 'fid' in metrics: res['fid'] = fid_from_features(fr, fg)
             if 'kid' in metrics: res['kid'], res['kid_std'] = kid_from_features(fr, fg)
+            res['inception_impl'] = inception(str(device), inception_impl()).impl
         if cm is not None:
             names = class_names(like)
             g, r = cm.result(names), cm_real.result(names)
@@ -274,33 +372,73 @@ def evaluate(gen: Callable, val_ds, metrics=METRICS, segmenter=None, seed: int =
     res['seconds'] = round(time.time() - t0, 1)
     return res
 
-# %% ../nbs/41_metrics.ipynb #26c90033
+# %% ../nbs/41_metrics.ipynb #feb76cda
+def run_kind(run) -> str:
+    "'transfer' or 'source' for a run folder (from its config.json), 'checkpoint' for a checkpoint file."
+    p = Path(run)
+    if p.is_file(): return 'checkpoint'
+    cfg = p/'config.json'
+    if not cfg.exists(): raise FileNotFoundError(f'{p}: not a run folder (no config.json)')
+    c = json.loads(cfg.read_text())
+    return 'transfer' if 'method' in c and 'train' in c else 'source'
+
+def recorded_data_root(run) -> str | None:
+    "The dataset root a run folder recorded (a transfer run's run.json `target_data`), or None."
+    p = Path(run)/'run.json'
+    if not p.is_file(): return None
+    try: return json.loads(p.read_text()).get('target_data') or None
+    except (json.JSONDecodeError, AttributeError): return None
+
+def load_run_generator(run, device: str = 'auto', which: str = 'EMA') -> tuple[nn.Module, object, dict]:
+    "(generator in eval mode, its OASISConfig, info) of a source or transfer run folder (or a source checkpoint file)."
+    kind = run_kind(run)
+    if kind == 'transfer':
+        from cat_nb.transfer import load_transfer
+        G, tc = load_transfer(run, device, which)
+        return G, tc.train.model, dict(kind=kind, method=tc.method, source_like=tc.source_model.get('like'), training_free=tc.training_free)
+    from cat_nb.train import load_source
+    G, _, mc = load_source(run, device, which=which)
+    return G, mc, dict(kind=kind)
+
 def evaluate_cli(argv: list[str] | None = None) -> int:
-    "`cat-nb evaluate`: FID, KID, mIoU, LPIPS and MS-SSIM diversity of a trained run, written as JSON."
-    ap = argparse.ArgumentParser(prog='cat-nb evaluate', description='Evaluate a trained generator under the fixed protocol of cat_nb.metrics.')
-    ap.add_argument('--run', required=True, help='run folder (config.json + checkpoints/) of a trained generator')
-    ap.add_argument('--data', required=True, help='dataset root of the target dataset (its val split is used)')
+    "`cat-nb evaluate`: FID, KID, mIoU, LPIPS and MS-SSIM diversity of a source or transfer run, written as JSON."
+    ap = argparse.ArgumentParser(prog='cat-nb evaluate', description='Evaluate the generator of a source or transfer run under the fixed protocol of cat_nb.metrics.')
+    ap.add_argument('--run', required=True, help='run folder of `cat-nb train` or `cat-nb transfer` (config.json + checkpoints/), or a source checkpoint file')
+    ap.add_argument('--data', default=None, help="dataset root of the run's (target) dataset, whose val split is used; default: the root the run recorded")
     ap.add_argument('--metrics', default='fid,kid,miou,lpips,msssim', help='comma-separated subset of ' + ','.join(METRICS))
     ap.add_argument('--segmenter', default=None, help='evaluation segmenter: a .pt saved by cat_nb.segmenter, or omitted for the cached cat_nb one')
     ap.add_argument('--seg-preset', default='standard', choices=['quick', 'standard', 'paper'], help='preset of the cat_nb segmenter (default standard)')
     ap.add_argument('--which', default='EMA', choices=['EMA', 'G'], help='generator weights to evaluate')
     ap.add_argument('--seed', type=int, default=0); ap.add_argument('--n-div', type=int, default=20); ap.add_argument('--div-maps', type=int, default=50)
-    ap.add_argument('--device', default='auto'); ap.add_argument('--out', default=None, help='JSON path (default RUN/eval/metrics_<hash>.json)')
+    ap.add_argument('--device', default='auto'); ap.add_argument('--out', default=None, help='JSON path (default RUN/eval.json)')
+    ap.add_argument('--no-progress', action='store_true')
     a = ap.parse_args(argv)
     ms = tuple(m.strip().lower() for m in a.metrics.split(',') if m.strip())
     bad = set(ms) - set(METRICS)
     if bad: ap.error(f'unknown metrics {sorted(bad)}; choose from {",".join(METRICS)}')
-    from cat_nb.train import load_source
+    if not ms: ap.error('no metrics given')
+    run = Path(a.run)
+    if not run.exists(): ap.error(f'--run {run}: no such run folder or checkpoint')
+    data = a.data or (recorded_data_root(run) if run.is_dir() else None)
+    if data is None:
+        ap.error(f'--data is required: {run} does not record its dataset root (only transfer runs written by `cat-nb transfer` do, in run.json)')
+    if not Path(data).is_dir():
+        ap.error(f"dataset root {data} ({'--data' if a.data else 'recorded in ' + str(run/'run.json')}) does not exist; pass --data ROOT")
     from cat_nb.data import SegDataset
-    G, _, mc = load_source(a.run, a.device, which=a.which)
-    val = SegDataset(a.data, mc.like, 'val', size=mc.image_hw[0], train=False)
-    seg = None
-    if 'miou' in ms:
-        from cat_nb.segmenter import load_segmenter, segmenter_for
-        seg = load_segmenter(a.segmenter, device=a.device) if a.segmenter else segmenter_for(a.data, mc.like, mc.image_hw[0], preset=a.seg_preset, device=a.device)
-    res = evaluate(oasis_generate_fn(G, a.device), val, ms, seg, a.seed, n_div=a.n_div, div_maps=a.div_maps, device=a.device)
-    res |= dict(run=str(Path(a.run).resolve()), data=str(Path(a.data).resolve()), which=a.which, metrics_requested=list(ms))
-    out = Path(a.out) if a.out else Path(a.run)/'eval'/f"metrics_{config_hash(dict(m=ms, s=a.seed, w=a.which, d=res['data'], seg=a.segmenter))}.json"
+    try:
+        G, mc, info = load_run_generator(run, a.device, a.which)
+        size = mc.image_hw[0]
+        val = SegDataset(data, mc.like, 'val', size=size, train=False)
+        seg = None
+        if 'miou' in ms:
+            from cat_nb.segmenter import load_segmenter, segmenter_for
+            seg = load_segmenter(a.segmenter, device=a.device) if a.segmenter else \
+                  segmenter_for(data, mc.like, size, preset=a.seg_preset, device=a.device, progress=not a.no_progress)
+        res = evaluate(oasis_generate_fn(G, a.device), val, ms, seg, a.seed, n_div=a.n_div, div_maps=a.div_maps, device=a.device, progress=not a.no_progress)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f'cat-nb evaluate: error: {e}', file=sys.stderr); return 1
+    res |= info | dict(run=str(run.resolve()), data=str(Path(data).resolve()), like=mc.like, size=size, which=a.which, metrics_requested=list(ms))
+    out = Path(a.out) if a.out else run/'eval.json' if run.is_dir() else run.with_suffix('.eval.json')
     atomic_write(out, json.dumps(to_jsonable(res), indent=2) + '\n')
     print(json.dumps({k: v for k, v in res.items() if not k.startswith('per_class') and k != 'protocol'}, indent=1))
     print(f'wrote {out}')

@@ -85,13 +85,10 @@ class SmallSegNet(nn.Module):
         return out if out.shape[-2:] == (H, W) else F.interpolate(out, size=(H, W), mode='bilinear', align_corners=False)
 
 # %% ../nbs/42_segmenter.ipynb #dc6df1d6
-def _train_fingerprint(ds) -> dict:
-    return dict(root=str(Path(ds.root).resolve()), n=len(ds), names_sha=hashlib.sha256('\n'.join(ds.names).encode()).hexdigest()[:16])
-
 def segmenter_dir(root, cfg: SegmenterConfig) -> Path:
     "Cache folder of the segmenter `cfg` trained on `root`'s training split."
-    from cat_nb.data import SegDataset
-    fp = _train_fingerprint(SegDataset(root, cfg.like, 'train', size=cfg.size, train=True))
+    from cat_nb.data import SegDataset, fingerprint
+    fp = fingerprint(SegDataset(root, cfg.like, 'train', size=cfg.size, train=True))
     return paths()['weights']/'segmenters'/f'{cfg.like}_{cfg.size}_{config_hash(dict(cfg=cfg, data=fp))}'
 
 def _build(cfg: SegmenterConfig) -> SmallSegNet:
@@ -121,7 +118,7 @@ def validate(net, root, like: str, size: int, device: str = 'auto', progress: bo
 
 def train_segmenter(root, cfg: SegmenterConfig, out=None, device: str = 'auto', progress: bool = True) -> SmallSegNet:
     "Train (or resume, or load when finished) the segmenter `cfg` on `root`'s full training split; returns it in eval mode."
-    from cat_nb.data import SegDataset
+    from cat_nb.data import SegDataset, fingerprint
     ds = SegDataset(root, cfg.like, 'train', size=cfg.size, train=True)
     if len(ds) == 0: raise ValueError(f'{root}: empty training split')
     out = Path(out) if out else segmenter_dir(root, cfg)
@@ -161,7 +158,7 @@ def train_segmenter(root, cfg: SegmenterConfig, out=None, device: str = 'auto', 
     bar.close()
     net.eval()
     val = validate(net, root, cfg.like, cfg.size, device, progress)
-    atomic_save(dict(config=dataclasses.asdict(cfg), state=net.state_dict(), val=val, data=_train_fingerprint(ds),
+    atomic_save(dict(config=dataclasses.asdict(cfg), state=net.state_dict(), val=val, data=fingerprint(ds),
                      device=device_summary(dev), seconds=round(time.time() - t0, 1)), out/'segmenter.pt')
     atomic_write(out/'val_miou.json', json.dumps(to_jsonable(val), indent=1) + '\n')
     run.log(step=cfg.steps, val_miou=val['miou'], val_pixel_acc=val['pixel_acc'])

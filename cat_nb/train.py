@@ -14,13 +14,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .core import RunDir, atomic_write, get_device, seed_everything, device_summary
-from .oasis import (OASISConfig, oasis_config, build_oasis, one_hot, load_oasis_state, n_params, LIKES, PRESETS)
+from .core import RunDir, atomic_write, atomic_save, to_jsonable, get_device, seed_everything, device_summary
+from .oasis import (OASISConfig, oasis_config, build_oasis, init_weights, one_hot, load_oasis_state, n_params, LIKES, PRESETS)
 from .losses import g_loss, d_loss, labelmix_bits
 
 # %% auto #0
 __all__ = ['TrainConfig', 'train_config', 'dist_setup', 'allreduce_grads', 'ema_update', 'SeededItems', 'StepBatches',
-           'OASISTrainer', 'sample_grid', 'save_png', 'train_source', 'load_source', 'train_source_cli']
+           'OASISTrainer', 'sample_grid', 'save_png', 'train_source', 'load_source', 'snapshots', 'load_snapshot',
+           'train_source_cli']
 
 # %% ../nbs/32_train.ipynb #ea03ea35
 @dataclass
@@ -45,11 +46,13 @@ class TrainConfig:
     num_workers: int = 0
     n_samples: int = 8
     channels_last: bool = False
+    init_gain: float = 0.02         # xavier gain of the initial weights (official 0.02; see the presets note)
+    snapshot_every: int = 0         # keep the EMA generator every N iterations (snapshots/) for FID-over-training curves; 0 = off
 
 _TRAIN = dict(
     paper=dict(batch_size=32, iters=126_200, ema_decay=0.9999, log_every=100, sample_every=1000, ckpt_every=10_000, num_workers=8),
-    standard=dict(batch_size=4, iters=2000, ema_decay=0.999, log_every=10, sample_every=100, ckpt_every=100, ema_stats_batches=8, num_workers=0),
-    quick=dict(batch_size=2, iters=12, ema_decay=0.99, log_every=2, sample_every=6, ckpt_every=6, ema_stats_batches=2, n_samples=2),
+    standard=dict(batch_size=4, iters=2000, ema_decay=0.995, log_every=10, sample_every=100, ckpt_every=100, ema_stats_batches=8, num_workers=0, snapshot_every=200, init_gain=1.0),
+    quick=dict(batch_size=2, iters=12, ema_decay=0.99, log_every=2, sample_every=6, ckpt_every=6, ema_stats_batches=2, n_samples=2, snapshot_every=6),
 )
 _PAPER_PER_DATASET = dict(  # official per-dataset overrides; iterations = epochs * (train images // batch)
     ade20k=dict(), cocostuff=dict(iters=100 * (118_287 // 32)),
@@ -140,7 +143,9 @@ class OASISTrainer:
         if cfg.batch_size % world: raise ValueError(f"global batch {cfg.batch_size} is not divisible by {world} processes")
         self.b = cfg.batch_size // world
         torch.manual_seed(cfg.seed)                          # identical initial weights on every process
-        self.G, self.D = (m.to(self.device) for m in build_oasis(cfg.model))
+        self.G, self.D = build_oasis(cfg.model)
+        if cfg.init_gain != 0.02: init_weights(self.G, cfg.init_gain); init_weights(self.D, cfg.init_gain)
+        self.G, self.D = self.G.to(self.device), self.D.to(self.device)
         if cfg.channels_last: self.G, self.D = self.G.to(memory_format=torch.channels_last), self.D.to(memory_format=torch.channels_last)
         self.EMA = copy.deepcopy(self.G)
         self.optG = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
@@ -286,8 +291,11 @@ def train_source(data, cfg: TrainConfig, out, device='auto', progress: bool = Tr
             bar.set_postfix({k: f'{v:.3g}' for k, v in mean.items()})
             if rank == 0: run.log(step=done, **mean, it_per_s=round(ips, 4))
         do_sample, do_ckpt = done % cfg.sample_every == 0 or done == cfg.iters, done % cfg.ckpt_every == 0 or done == cfg.iters
-        if do_sample or do_ckpt:
+        do_snap = cfg.snapshot_every > 0 and (done % cfg.snapshot_every == 0 or done == cfg.iters)
+        if do_sample or do_ckpt or do_snap:
             tr.refresh_ema_stats(ds, s)
+            if rank == 0 and do_snap:
+                atomic_save(dict(step=done, model=to_jsonable(cfg.model), EMA=tr.EMA.state_dict()), run.path/'snapshots'/f'ema_step_{done:08d}.pt')
             if rank == 0 and do_sample:
                 save_png(sample_grid(tr.EMA, fixed_img, fixed_lab, cfg.model.like, fixed_z), run.path/'samples'/f'step_{done:08d}.png')
             if do_ckpt:
@@ -315,7 +323,18 @@ def load_source(run_or_ckpt, device='auto', which: str = 'EMA') -> tuple[nn.Modu
     dev = get_device(device)
     return G.to(dev).eval(), D.to(dev).eval(), mc
 
-# %% ../nbs/32_train.ipynb #c3a8d492
+# %% ../nbs/32_train.ipynb #872c84b7
+def snapshots(run) -> list[tuple[int, Path]]:
+    "(step, file) of a run's EMA snapshots, oldest first."
+    return [(int(p.stem.split('_')[-1]), p) for p in sorted((Path(run)/'snapshots').glob('ema_step_*.pt'))]
+
+def load_snapshot(path, device='auto') -> nn.Module:
+    "The EMA generator saved in a snapshot file, in eval mode."
+    st = torch.load(path, map_location='cpu', weights_only=False)
+    G, _ = build_oasis(OASISConfig(**st['model'])); load_oasis_state(G, st['EMA'], str(path))
+    return G.to(get_device(device)).eval()
+
+# %% ../nbs/32_train.ipynb #53f50e68
 def train_source_cli(argv: list[str] | None = None) -> int:
     "`cat-nb train-source`: train or resume an OASIS source model (use torchrun for several processes)."
     p = argparse.ArgumentParser(prog='cat-nb train-source', description='Train (or resume) an OASIS source model. '

@@ -4,7 +4,7 @@
 
 # %% ../nbs/50_transfer.ipynb #a3f50318
 from __future__ import annotations
-import argparse, copy, dataclasses, hashlib, json, math, sys, time
+import argparse, copy, dataclasses, hashlib, json, math, os, sys, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,16 +16,22 @@ from tqdm.auto import tqdm
 
 from .core import RunDir, atomic_write, get_device, seed_everything, device_summary, to_jsonable
 from .oasis import (OASISConfig, oasis_config, OASISGenerator, OASISDiscriminator, SPADE, build_oasis, one_hot,
-                          sample_z, init_weights, load_oasis_state, n_params, LIKES, PRESETS, NUM_IDS)
-from .train import (TrainConfig, train_config, OASISTrainer, SeededItems, StepBatches, save_png, _mix, _colorize)
+                          sample_z, init_weights, load_oasis_state, n_params, LIKES, PRESETS, NUM_IDS, onehot_conv, check_ids,
+                          resize_cond)
+from .train import (TrainConfig, train_config, OASISTrainer, SeededItems, StepBatches, save_png, _mix, _colorize,
+                          dist_setup, allreduce_grads, ema_update, _barrier)
+from .losses import labelmix_bits
+from .regularizers import (frozen_reference, cdc_loss, ssr_loss, add_d_heads, g_adv_loss, d_adv_loss, cdc_d_mode,
+                                 anchor_points, anchor_noise, REGULARIZERS)
 
 # %% auto #0
-__all__ = ['NEW_G_PARTS', 'G_GROUPS', 'ALL', 'METHODS', 'TRANSFER_PRESETS', 'DEFAULT_FREEZE_D', 'AFFINITY_METHODS',
-           'AffinityLayer', 'CATSPADE', 'SlicedConv2d', 'Miner', 'CATGenerator', 'load_source_into',
+__all__ = ['NEW_G_PARTS', 'G_GROUPS', 'ALL', 'METHODS', 'TRANSFER_PRESETS', 'DEFAULT_FREEZE_D', 'RUN_INFO', 'AFFINITY_METHODS',
+           'AffinityLayer', 'CATCond', 'CATSPADE', 'SlicedConv2d', 'Miner', 'CATGenerator', 'load_source_into',
            'target_discriminator', 'freeze_d', 'g_group', 'MethodSpec', 'set_trainable', 'TransferConfig',
            'target_model_config', 'transfer_config', 'resolve_init_affinity', 'build_transfer_models', 'read_source',
-           'TransferTrainer', 'transfer_grid', 'evaluate_generator', 'affinity_sha', 'transfer',
-           'transfer_config_from_dict', 'load_transfer', 'training_free_generator', 'resolve_affinity', 'transfer_cli']
+           'TransferTrainer', 'transfer_grid', 'evaluate_generator', 'affinity_sha', 'write_run_info', 'read_run_info',
+           'transfer', 'transfer_config_from_dict', 'load_transfer', 'training_free_generator', 'resolve_affinity',
+           'transfer_cli']
 
 # %% ../nbs/50_transfer.ipynb #506edc0b
 class AffinityLayer(nn.Module):
@@ -45,8 +51,27 @@ class AffinityLayer(nn.Module):
     def extra_repr(self): return f"C_T={self.weight.shape[0]}, C_S={self.weight.shape[1]}"
 
 # %% ../nbs/50_transfer.ipynb #e6afd448
+class CATCond:
+    "The conditioning [z, A·t, t] as noise map z (B,z_dim,H,W) or None, target ids (B,H,W) and affinity A (C_T,C_S); convolutions by look-ups."
+    def __init__(self, z, ids, A): self.z, self.ids, self.A = z, ids, A
+    def resize(self, size) -> 'CATCond':
+        if tuple(self.ids.shape[-2:]) == tuple(size): return self
+        ids = F.interpolate(self.ids[:, None].float(), size=size, mode='nearest')[:, 0].long()
+        return CATCond(None if self.z is None else F.interpolate(self.z, size=size, mode='nearest'), ids, self.A)
+    def conv(self, conv: nn.Conv2d, *target_convs: nn.Conv2d):
+        "conv([z, A·t]) (B,C_out,H,W) for a conv reading z_dim + C_S channels; with `target_convs` (same kernel size, reading t) the list [conv([z, A·t]), tc(t), ...], one look-up for all."
+        nz = 0 if self.z is None else self.z.shape[1]
+        ws = [torch.einsum('olhw,kl->okhw', conv.weight[:, nz:], self.A.to(conv.weight.dtype))] + [c.weight for c in target_convs]  # K' = K·Aᵀ
+        outs = list(onehot_conv(self.ids, torch.cat(ws)).split([w.shape[0] for w in ws], 1))
+        for i, c in enumerate((conv, *target_convs)):
+            if i == 0 and nz: outs[0] = outs[0] + F.conv2d(self.z, conv.weight[:, :nz], conv.bias, padding=conv.padding)
+            elif c.bias is not None: outs[i] = outs[i] + c.bias[:, None, None]
+        return outs if target_convs else outs[0]
+
+def _resize(cond, size): return cond.resize(size) if isinstance(cond, CATCond) else resize_cond(cond, size)
+
 class CATSPADE(SPADE):
-    "SPADE with separate scale/shift paths sharing the first conv, plus zero-init residual branches on the target map t. cond: (B, z+C_S+C_T, h, w)."
+    "SPADE with separate scale/shift paths sharing the first conv, plus zero-init residual branches on the target map t. cond: (B, z+C_S+C_T, h, w) or CATCond."
     def __init__(self, norm_nc: int, cond_nc: int, nhidden: int, ks: int, num_target: int, residual: bool = True):
         super().__init__(norm_nc, cond_nc, nhidden, ks)
         self.cond_nc, self.num_target = cond_nc, num_target
@@ -57,20 +82,24 @@ class CATSPADE(SPADE):
         else: self.res_gamma = self.res_beta = None
 
     def forward(self, x, cond):
-        if cond.shape[-2:] != x.shape[-2:]: cond = F.interpolate(cond, size=x.shape[-2:], mode='nearest')
-        h = self.mlp_shared[0](cond[:, :self.cond_nc])           # shared pretrained first conv, computed once
-        hg = hb = h
-        if self.res_gamma is not None:
-            t = cond[:, self.cond_nc:]
-            if t.shape[1] != self.num_target:
-                raise ValueError(f"CAT SPADE expects the {self.num_target}-channel target map after the {self.cond_nc} conditioning channels, got {t.shape[1]}")
-            hg, hb = h + self.res_gamma(t), h + self.res_beta(t)
+        cond, fast = _resize(cond, x.shape[-2:]), isinstance(cond, CATCond)
+        if fast and self.res_gamma is not None:
+            h, rg, rb = cond.conv(self.mlp_shared[0], self.res_gamma, self.res_beta)
+            hg, hb = h + rg, h + rb
+        else:
+            h = cond.conv(self.mlp_shared[0]) if fast else self.mlp_shared[0](cond[:, :self.cond_nc])   # shared first conv, computed once
+            hg = hb = h
+            if self.res_gamma is not None:
+                t = cond[:, self.cond_nc:]
+                if t.shape[1] != self.num_target:
+                    raise ValueError(f"CAT SPADE expects the {self.num_target}-channel target map after the {self.cond_nc} conditioning channels, got {t.shape[1]}")
+                hg, hb = h + self.res_gamma(t), h + self.res_beta(t)
         act = self.mlp_shared[1]
         return self.first_norm(x) * (1 + self.mlp_gamma(act(hg))) + self.mlp_beta(act(hb))
 
 class SlicedConv2d(nn.Conv2d):
-    "Conv2d reading only its first `in_channels` input channels (G's first layer ignores the appended target map)."
-    def forward(self, x): return super().forward(x[:, :self.in_channels])
+    "Conv2d reading only its first `in_channels` input channels (G's first layer ignores the appended target map), or a CATCond."
+    def forward(self, x): return x.conv(self) if isinstance(x, CATCond) else super().forward(x[:, :self.in_channels])
 
 # %% ../nbs/50_transfer.ipynb #3e09a771
 class Miner(nn.Module):
@@ -103,17 +132,37 @@ class CATGenerator(OASISGenerator):
         if miner and cfg.z_dim == 0: raise ValueError("MineGAN's miner needs noise input (z_dim > 0)")
         self.miner = Miner(cfg.z_dim) if miner else None
 
-    def condition(self, label, z=None, generator=None, **kw):
-        "[z, A·t, t] (B, z_dim + C_S + C_T, H, W), always dense; without residual branches [z, A·t]."
-        t = one_hot(label, self.num_target) if label.ndim == 3 else label
-        if t.shape[1] != self.num_target:
+    def condition(self, label, z=None, generator=None, dense: bool = True):
+        "[z, A·t, t] (B, z_dim + C_S + C_T, H, W) (without residual branches [z, A·t]); with `dense=False` and integer ids a CATCond."
+        if label.ndim == 3 and not dense:
+            check_ids(label, self.num_target)
+            if tuple(label.shape[-2:]) != self.cfg.image_hw:
+                raise ValueError(f"label map is {tuple(label.shape[-2:])} but the model makes {self.cfg.image_hw} images (preset {self.cfg.preset!r})")
+        t = label if label.ndim == 3 and not dense else one_hot(label, self.num_target) if label.ndim == 3 else label
+        if t.ndim == 4 and t.shape[1] != self.num_target:
             raise ValueError(f"label map has {t.shape[1]} channels but this CAT generator takes {self.num_target} target label ids")
         if self.miner is not None:
             if z is None: z = sample_z(t.shape[0], self.cfg.z_dim, generator, t.device)
             if z.ndim != 2: raise ValueError("MineGAN's miner maps per-image noise (B, z_dim), not 3D noise maps")
             z = self.miner(z)
+        if t.ndim == 3:                                          # look-up path: only the noise map is materialised
+            B, (H, W), zd = t.shape[0], t.shape[-2:], self.cfg.z_dim
+            if zd:
+                if z is None: z = sample_z(B, zd, generator, t.device)
+                if z.ndim == 2 and tuple(z.shape) == (B, zd): z = z[:, :, None, None].expand(B, zd, H, W)
+                if tuple(z.shape) != (B, zd, H, W): raise ValueError(f"noise must be (B, {zd}) or (B, {zd}, {H}, {W}), got {tuple(z.shape)}")
+            return CATCond(z.float() if zd else None, t, self.cond_transform.weight)
         cond = super().condition(t, z, generator)
         return torch.cat([cond, t.to(cond.dtype)], 1) if self.residual else cond
+
+    def forward(self, label, z=None, generator=None):
+        "label (B,H,W) target ids or (B,C_T,H,W) maps, z (B,z_dim)|(B,z_dim,H,W)|None -> (B,3,H,W) in [-1,1]."
+        cond = self.condition(label, z, generator, dense=False)
+        x = self.fc(_resize(cond, self.cfg.latent_hw))
+        for i, blk in enumerate(self.body):
+            x = blk(x, _resize(cond, x.shape[-2:]))               # once per resolution, shared by the block's 2-3 SPADE layers
+            if i < len(self.body) - 1: x = F.interpolate(x, scale_factor=2, mode='nearest')
+        return torch.tanh(self.conv_img(F.leaky_relu(x, 0.2)))
 
 # %% ../nbs/50_transfer.ipynb #69802388
 NEW_G_PARTS = ('cond_transform.', 'res_gamma.', 'res_beta.', 'miner.')
@@ -130,7 +179,7 @@ def load_source_into(G: nn.Module, state: dict, what: str = 'source generator') 
     if missing or unexpected: raise ValueError(f"{what} does not fit the CAT generator: missing {missing[:4]}, unexpected {unexpected[:4]}")
     return G
 
-# %% ../nbs/50_transfer.ipynb #52ca7f4e
+# %% ../nbs/50_transfer.ipynb #31808dc3
 def target_discriminator(tcfg: OASISConfig, source_state: dict | None = None, freeze_blocks: int = 0) -> OASISDiscriminator:
     "D for `tcfg.semantic_nc` target ids: source weights except a fresh `layer_up_last` (C_T+1 outputs); first `freeze_blocks` encoder blocks frozen."
     D = OASISDiscriminator(tcfg)
@@ -150,7 +199,7 @@ def freeze_d(D: OASISDiscriminator, k: int) -> OASISDiscriminator:
     for blk in D.body_down[:k]: blk.requires_grad_(False)
     return D
 
-# %% ../nbs/50_transfer.ipynb #56dbd022
+# %% ../nbs/50_transfer.ipynb #626183d4
 G_GROUPS = ('affinity', 'first_conv', 'residual', 'spade_affine', 'miner', 'fc', 'other')
 
 def g_group(name: str) -> str:
@@ -197,10 +246,10 @@ def set_trainable(G: nn.Module, groups) -> list[str]:
         if p.requires_grad: on.append(n)
     return on
 
-# %% ../nbs/50_transfer.ipynb #0254f436
+# %% ../nbs/50_transfer.ipynb #00d3dc48
 TRANSFER_PRESETS = dict(
     quick=dict(iters=12, stage1_iters=6, eval_every=0),
-    standard=dict(iters=2000, stage1_iters=500, eval_every=500, batch_size=8, log_every=25, sample_every=500, ckpt_every=250),
+    standard=dict(iters=300, stage1_iters=100, batch_size=4, eval_every=100, eval_n=100, log_every=10, sample_every=100, ckpt_every=100),
     paper=dict(iters=20_000, stage1_iters=5000, eval_every=2000, batch_size=32, log_every=100, sample_every=1000, ckpt_every=2000),
 )
 DEFAULT_FREEZE_D = 3
@@ -222,9 +271,14 @@ class TransferConfig:
     training_free: bool = False
     lambda_l1_aff: float = 0.01         # cGANTransfer L1 on the class combination
     lambda_l2_res: float = 0.1          # cGANTransfer L2 on the residuals
-    regularizer: str = ''               # '' | 'cdc' | 'ssr' (cat_nb.regularizers), for any method
+    regularizer: str = ''               # '' | 'cdc' | 'ssr' (cat_nb.regularizers), for any pretrained method
     lambda_reg: float = 0.0             # its weight (transfer_config: CDC 1000 as the official code, SSR 5 as the thesis)
     reg_layer: int = -1                 # SPADE block whose output the regularizer compares (-1: the block at 1/8 of the image width)
+    reg_d: bool = True                  # the regularizer's D side too: CDC's anchor/patch D, SSR's all-blocks D loss (Eq. 7.3)
+    cdc_every: int = 4                  # CDC: 1 in `cdc_every` iterations uses anchor noise + the image-level D (official subspace_freq)
+    cdc_std: float = 0.1                # CDC: std of the anchor regions (official subspace_std)
+    cdc_anchors: int = 0                # CDC: number of anchors (0: one per training image, as the official n_train)
+    cdc_patch_block: int = 2            # CDC: encoder block of D feeding the patch head (2: 1/8 of the image size)
     eval_every: int = 0                 # FID/KID every N iterations (0 = only at the end when asked)
     eval_n: int = 0                     # validation maps for periodic FID (0 = whole val split)
 
@@ -238,8 +292,14 @@ class TransferConfig:
     def check(self) -> 'TransferConfig':
         if self.method not in METHODS: raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
         if self.init_from not in ('EMA', 'G'): raise ValueError(f"init_from must be 'EMA' or 'G', got {self.init_from!r}")
-        if self.regularizer not in ('', 'cdc', 'ssr'): raise ValueError(f"regularizer must be '', 'cdc' or 'ssr', got {self.regularizer!r}")
+        if self.regularizer not in ('', *REGULARIZERS): raise ValueError(f"regularizer must be '', 'cdc' or 'ssr', got {self.regularizer!r}")
         if self.regularizer and not self.spec.pretrained: raise ValueError(f"the {self.regularizer} regularizer compares with the source model; method 'scratch' has none")
+        if self.regularizer and not self.train.model.z_dim: raise ValueError(f"the {self.regularizer} regularizer acts on the noise z; this model has z_dim=0")
+        if self.cdc_every < 1 or self.cdc_std < 0 or self.cdc_anchors < 0:
+            raise ValueError(f"CDC settings need cdc_every >= 1, cdc_std >= 0, cdc_anchors >= 0; got {self.cdc_every}, {self.cdc_std}, {self.cdc_anchors}")
+        if self.regularizer == 'cdc' and self.reg_d and not 0 <= self.cdc_patch_block < self.train.model.num_res_blocks:
+            raise ValueError(f"cdc_patch_block={self.cdc_patch_block}: the discriminator has encoder blocks 0..{self.train.model.num_res_blocks - 1}")
+        if self.train.snapshot_every: raise ValueError("transfer runs keep no EMA snapshots (snapshot_every must be 0); use eval_every for FID curves")
         if self.spec.pretrained and not self.source_model: raise ValueError(f"method {self.method!r} transfers a source model: give its config (source_model)")
         if not 0 <= self.stage1_iters <= self.train.iters and len(self.stages) > 1:
             raise ValueError(f"stage1_iters={self.stage1_iters} must lie in 0..iters={self.train.iters}")
@@ -266,7 +326,7 @@ def transfer_config(method: str, target_like: str, source_model: OASISConfig | d
     tfields = {f.name for f in dataclasses.fields(TransferConfig)}
     kw = {**TRANSFER_PRESETS[preset], **overrides}
     tkw = {k: v for k, v in kw.items() if k in tfields}
-    trkw = {k: v for k, v in kw.items() if k not in tfields}
+    trkw = {'snapshot_every': 0, **{k: v for k, v in kw.items() if k not in tfields}}   # transfer runs keep no EMA snapshots
     tm = target_model_config(target_like, sm or None, preset)
     tc = train_config(target_like, preset, **trkw); tc.model = tm
     if freeze_d is None or freeze_d is True: fd = DEFAULT_FREEZE_D if (spec.freeze_d or freeze_d is True) else 0
@@ -280,9 +340,10 @@ def transfer_config(method: str, target_like: str, source_model: OASISConfig | d
     if cfg.regularizer and 'lambda_reg' not in overrides: cfg.lambda_reg = dict(cdc=1000.0, ssr=5.0)[cfg.regularizer]
     if cfg.regularizer and 'reg_layer' not in overrides:
         cfg.reg_layer = max(0, tm.num_res_blocks - 4)           # the block producing 1/8 of the image width (32x32 at 256)
+    if 'cdc_patch_block' not in overrides: cfg.cdc_patch_block = min(cfg.cdc_patch_block, tm.num_res_blocks - 1)
     return cfg.check()
 
-# %% ../nbs/50_transfer.ipynb #d1215a6b
+# %% ../nbs/50_transfer.ipynb #53759bdf
 def resolve_init_affinity(cfg: TransferConfig, affinity=None) -> np.ndarray | None:
     "The affinity the generator starts from: the given one for CAT init, a seeded dense random one otherwise (None for scratch)."
     spec, tm = cfg.spec, cfg.train.model
@@ -311,9 +372,10 @@ def build_transfer_models(cfg: TransferConfig, source: dict | None = None, affin
         load_source_into(G, source[cfg.init_from], f"source[{cfg.init_from}]")
         G.cond_transform.weight.data.copy_(torch.as_tensor(A))      # loading may not touch A, but be explicit
     D = target_discriminator(tm, source['D'] if source is not None else None, cfg.freeze_d)
+    if cfg.regularizer and cfg.reg_d: add_d_heads(D, cfg.regularizer, cfg.cdc_patch_block)   # new D heads (cat_nb.regularizers)
     return G, D
 
-# %% ../nbs/50_transfer.ipynb #53759bdf
+# %% ../nbs/50_transfer.ipynb #5f97c2a1
 def read_source(run_or_ckpt) -> dict:
     "A source OASIS training checkpoint (dict with G, EMA, D, model) from a run folder or a .pt file."
     p = Path(run_or_ckpt)
@@ -331,34 +393,32 @@ def read_source(run_or_ckpt) -> dict:
     return st
 
 class TransferTrainer(OASISTrainer):
-    "OASISTrainer for a transfer run: models from `build_transfer_models`, stage-wise trainable G, FreezeD-aware D optimizer."
-    def __init__(self, cfg: TransferConfig, source: dict | None = None, affinity=None, device='auto', rank: int = 0, world: int = 1):
+    "OASISTrainer for a transfer run: models from `build_transfer_models`, stage-wise trainable G, FreezeD-aware D, regularizers."
+    def __init__(self, cfg: TransferConfig, source: dict | None = None, affinity=None, device='auto', rank: int = 0, world: int = 1,
+                 n_train: int | None = None):
         tc = cfg.check().train
-        self.tcfg, self.cfg, self.rank, self.world = cfg, tc, rank, world
+        self.tcfg, self.cfg, self.rank, self.world, self.n_train = cfg, tc, rank, world, n_train
         self.device = get_device(device)
         if tc.batch_size % world: raise ValueError(f"global batch {tc.batch_size} is not divisible by {world} processes")
         self.b = tc.batch_size // world
         if cfg.spec.pretrained and source is None and not getattr(self, '_shapes_only', False):
             raise ValueError(f"method {cfg.method!r} needs the source checkpoint")
-        torch.manual_seed(tc.seed)
+        torch.manual_seed(tc.seed)                               # identical initial weights (new heads included) on every process
         G, D = build_transfer_models(cfg, source, affinity)
         self.G, self.D = G.to(self.device), D.to(self.device)
         self.EMA = copy.deepcopy(self.G)
         self.optG = torch.optim.Adam(self.G.parameters(), lr=tc.lr_g, betas=(tc.beta1, tc.beta2))
         self.d_trainable = [p for p in self.D.parameters() if p.requires_grad]
         self.optD = torch.optim.Adam(self.d_trainable, lr=tc.lr_d, betas=(tc.beta1, tc.beta2))
-        self.optG.register_step_pre_hook(self._g_param_losses)
-        self.step_done, self.stage, self._extra, self._cur = 0, None, {}, None
-        if cfg.regularizer:
-            from cat_nb.regularizers import frozen_reference
-            self.G_ref = frozen_reference(self.G)      # the transfer generator at initialization (source + initial affinity)
+        self.step_done, self.stage, self._extra, self._anchors = 0, None, {}, None
+        if cfg.regularizer: self.G_ref = frozen_reference(self.G)   # the transfer generator at initialization (source + initial affinity)
         self.set_stage(0)
 
     @classmethod
-    def for_loading(cls, cfg: TransferConfig, device='auto') -> 'TransferTrainer':
+    def for_loading(cls, cfg: TransferConfig, device='auto', rank: int = 0, world: int = 1) -> 'TransferTrainer':
         "A trainer with the run's architecture and placeholder weights, to `load` a checkpoint into."
         self = cls.__new__(cls); self._shapes_only = True
-        cls.__init__(self, cfg, None, None, device)
+        cls.__init__(self, cfg, None, None, device, rank, world)
         return self
 
     def stage_at(self, s: int) -> int:
@@ -369,46 +429,78 @@ class TransferTrainer(OASISTrainer):
         self.stage = i
         return set_trainable(self.G, self.tcfg.stages[i])
 
-    def _g_param_losses(self, opt, args, kwargs):
-        "Optimizer pre-step hook: add gradients of extra G losses (cGANTransfer L1 on A / L2 on residuals; CDC or SSR)."
+    def d_mode(self, s: int) -> str:
+        "D view of iteration s: 'image' (OASIS), CDC's 'image'/'patch' alternation, or SSR's 'all' (`cat_nb.regularizers.D_MODES`)."
         cfg = self.tcfg
-        if cfg.regularizer and self._cur is not None: self._regularizer_grads()
-        if not cfg.spec.cgan_reg: return
-        terms = []
-        with torch.enable_grad():
-            A = self.G.cond_transform.weight
+        if not (cfg.regularizer and cfg.reg_d): return 'image'
+        return 'all' if cfg.regularizer == 'ssr' else cdc_d_mode(s, cfg.cdc_every)
+
+    @property
+    def anchors(self) -> torch.Tensor:
+        "CDC's anchor latents (K, z_dim): K = cdc_anchors, or one per training image (`n_train`)."
+        if self._anchors is None:
+            n = self.tcfg.cdc_anchors or self.n_train
+            if not n: raise ValueError("CDC's anchor region needs its size: set cdc_anchors or give n_train (the number of training images)")
+            self._anchors = anchor_points(n, self.cfg.model.z_dim, _mix(self.cfg.seed, 11))
+        return self._anchors
+
+    def adv_noise(self, s: int, k: int) -> torch.Tensor:
+        "This process's slice (b, z_dim) of G-input noise k of step s: from CDC's anchor region in its image-level iterations, else N(0,I)."
+        cfg = self.tcfg
+        if cfg.regularizer == 'cdc' and cfg.reg_d and self.d_mode(s) == 'image':
+            z = anchor_noise(self.anchors, self.cfg.batch_size, cfg.cdc_std, torch.Generator().manual_seed(_mix(self.cfg.seed, s, k, 13)))
+            return z[self.rank * self.b:(self.rank + 1) * self.b].to(self.device)
+        return self.noise(s, k, self.cfg.batch_size)
+
+    def _g_param_grads(self, label, s: int) -> None:
+        "Add the gradients of the extra G losses: CDC or SSR (vs the frozen reference), cGANTransfer's L1 on A / L2 on residuals."
+        cfg = self.tcfg
+        if cfg.regularizer:
+            if cfg.regularizer == 'cdc':      # 4 noises on one label map, as the official feat_const_batch
+                z = torch.randn(4, self.cfg.model.z_dim, generator=torch.Generator().manual_seed(_mix(self.cfg.seed, s, 5))).to(self.device)
+                loss = cdc_loss(self.G, self.G_ref, label[0], z, cfg.reg_layer)
+            else:                             # y of Eq. 7.1 drawn for the global batch from (seed, s) and sliced, like the noise
+                g, B, r = torch.Generator().manual_seed(_mix(self.cfg.seed, s, 7)), self.cfg.batch_size, self.rank * self.b
+                y_fn = lambda shape: torch.randn((B, *shape[1:]), generator=g)[r:r + self.b]
+                loss = ssr_loss(self.G, self.G_ref, label, self.noise(s, 6, B), cfg.reg_layer, y_fn)
+            (cfg.lambda_reg * loss).backward(); self._extra[f'G_{cfg.regularizer}'] = loss.item()
+        if cfg.spec.cgan_reg:
+            terms, A = [], self.G.cond_transform.weight
             if A.requires_grad and cfg.lambda_l1_aff: terms.append(cfg.lambda_l1_aff * A.abs().mean())
             res = [p for n, p in self.G.named_parameters() if g_group(n) == 'residual' and p.requires_grad]
             if res and cfg.lambda_l2_res: terms.append(cfg.lambda_l2_res * torch.cat([p.reshape(-1) for p in res]).pow(2).mean())
-            if terms:
-                loss = sum(terms); loss.backward(); self._extra['G_reg'] = loss.item()
-
-    def _regularizer_grads(self):
-        from cat_nb.regularizers import cdc_loss, ssr_loss
-        cfg, (label, s) = self.tcfg, self._cur
-        with torch.enable_grad():
-            if cfg.regularizer == 'cdc':    # 4 noises on one label map, as the official feat_const_batch
-                z = torch.randn(4, self.cfg.model.z_dim, generator=torch.Generator().manual_seed(_mix(self.cfg.seed, s, 5))).to(self.device)
-                loss = cdc_loss(self.G, self.G_ref, label[0], z, cfg.reg_layer)
-            else: loss = ssr_loss(self.G, self.G_ref, label, self.noise(s, 6, self.cfg.batch_size), cfg.reg_layer)
-            (cfg.lambda_reg * loss).backward()
-        self._extra[f'G_{cfg.regularizer}'] = loss.item()
+            if terms: loss = sum(terms); loss.backward(); self._extra['G_reg'] = loss.item()
 
     def step(self, batch: dict, s: int) -> dict:
-        "One OASIS iteration with the stage of iteration s; frozen D blocks get no update."
+        "One iteration at step s: G step (adversarial + parameter losses), D step (frozen blocks untouched), EMA; returns local losses."
         i = self.stage_at(s)
         if i != self.stage: self.set_stage(i)
-        self._extra = {}
-        self._cur = (batch['label'].to(self.device), s) if self.tcfg.regularizer else None
-        out = super().step(batch, s)
-        for p in self.D.parameters():                    # OASISTrainer.step re-enables grad on all of D: undo for frozen blocks
-            p.requires_grad_(False); p.grad = None
-        for p in self.d_trainable: p.requires_grad_(True)
-        return {**out, **self._extra, 'stage': i + 1}
+        cfg, m, tcfg = self.cfg, self.cfg.model, self.tcfg
+        real = batch['image'].to(self.device, non_blocking=True); label = batch['label'].to(self.device, non_blocking=True)
+        if cfg.channels_last: real = real.contiguous(memory_format=torch.channels_last)
+        self.check_batch(real, label)
+        mode, self._extra = self.d_mode(s), {}
+        bits = labelmix_bits(m.semantic_nc, torch.Generator().manual_seed(_mix(cfg.seed, s, 2)), self.device)
+        self.D.requires_grad_(False)                             # G step: D gets no gradient
+        self.optG.zero_grad(set_to_none=True)
+        lg = g_adv_loss(self.D, self.G(label, self.adv_noise(s, 0)), label, m.contain_dontcare, mode)
+        lg.backward(); self._g_param_grads(label, s)
+        allreduce_grads(self.G.parameters(), self.world); self.optG.step()
+        for p in self.d_trainable: p.requires_grad_(True)        # D step: FreezeD's blocks stay frozen
+        with torch.no_grad(): fake = self.G(label, self.adv_noise(s, 1))
+        self.optD.zero_grad(set_to_none=True)
+        ld, parts = d_adv_loss(self.D, real, fake, label, cfg.lambda_labelmix, bits, m.contain_dontcare, mode)
+        ld.backward(); allreduce_grads(self.d_trainable, self.world); self.optD.step()
+        ema_update(self.EMA, self.G, cfg.ema_decay)
+        self.step_done = s + 1
+        out = dict(G=lg.item(), D=ld.item(), **{k: v.item() for k, v in parts.items()}, **self._extra, stage=i + 1)
+        if tcfg.regularizer == 'cdc' and tcfg.reg_d: out['cdc_image'] = float(mode == 'image')   # its mean = share of anchor iterations
+        return out
 
     def state(self) -> dict:
         st = {**super().state(), 'transfer': to_jsonable(self.tcfg), 'stage': self.stage}
         if self.tcfg.regularizer: st['G_ref'] = self.G_ref.state_dict()
+        if self._anchors is not None: st['cdc_anchors'] = self._anchors
         return st
 
     def load(self, st: dict, src: str = 'checkpoint') -> None:
@@ -416,8 +508,9 @@ class TransferTrainer(OASISTrainer):
         if self.tcfg.regularizer:
             if 'G_ref' not in st: raise ValueError(f"{src} has no reference generator (G_ref) for the {self.tcfg.regularizer} regularizer")
             load_oasis_state(self.G_ref, st['G_ref'], f'{src}[G_ref]')
+        if 'cdc_anchors' in st: self._anchors = st['cdc_anchors'].cpu()
 
-# %% ../nbs/50_transfer.ipynb #d753cecf
+# %% ../nbs/50_transfer.ipynb #6fe11792
 @torch.no_grad()
 def transfer_grid(G, images, labels, like: str, z=None) -> torch.Tensor:
     "(3, 3H, B·W) grid: colourised target labels, real images, G(labels) in eval mode (G takes integer target ids)."
@@ -442,47 +535,79 @@ def _open(data, like, split, size, train, subset=None):
 def affinity_sha(A) -> str:
     return hashlib.sha256(np.ascontiguousarray(np.asarray(A, np.float32)).tobytes()).hexdigest()[:12]
 
+RUN_INFO = 'run.json'
+
+def _abs(x) -> str | None: return str(Path(x).resolve()) if isinstance(x, (str, Path)) else None
+
+def write_run_info(run_path, cfg: TransferConfig, target_data, ds, subset=None, source=None, **extra) -> Path:
+    "Write RUN/run.json: where a transfer run's target data, few-shot subset, source model and affinity come from."
+    tm = cfg.train.model
+    names = getattr(ds, 'names', None)
+    info = dict(kind='transfer', method=cfg.method, like=tm.like, preset=tm.preset, image_hw=list(tm.image_hw), size=tm.image_hw[0],
+                target_data=_abs(target_data) or _abs(getattr(ds, 'root', None)), val_split='val',
+                subset=_abs(subset) if isinstance(subset, (str, Path)) else None,
+                train_names=list(names) if names is not None and (subset is not None or not isinstance(target_data, (str, Path))) else None,
+                n_train=len(ds), source=_abs(source), source_like=cfg.source_model.get('like'), source_preset=cfg.source_model.get('preset'),
+                affinity=cfg.affinity, affinity_init='affinity_init.npy' if cfg.spec.pretrained else None,
+                regularizer=cfg.regularizer, training_free=cfg.training_free) | extra
+    return atomic_write(Path(run_path)/RUN_INFO, json.dumps(to_jsonable(info), indent=1) + '\n')
+
+def read_run_info(run) -> dict:
+    "The run.json of a transfer run folder (target data root, like, size, subset, source, affinity provenance)."
+    p = Path(run)/RUN_INFO
+    if not p.exists(): raise FileNotFoundError(f"{p}: not a transfer run folder (no {RUN_INFO}; written by `cat-nb transfer`)")
+    return json.loads(p.read_text())
+
 def transfer(target_data, cfg: TransferConfig, out, source=None, affinity=None, subset=None, val_data=None, device='auto',
-             progress: bool = True, _crash_at: int | None = None) -> TransferTrainer:
-    "Train (or resume) a transfer run in folder `out`; `source` = source run/ckpt path or checkpoint dict; returns the trainer."
+             progress: bool = True, info: dict | None = None, _crash_at: int | None = None) -> TransferTrainer:
+    "Train (or resume) a transfer run in folder `out` (one process, or each process of `torchrun`); `source` = source run/ckpt path or checkpoint dict."
     cfg = cfg.check(); tc, tm = cfg.train, cfg.train.model
+    rank, world = dist_setup()
     seed_everything(tc.seed, tc.deterministic)
-    run = RunDir(out, cfg)
+    run = RunDir(out, cfg) if rank == 0 else None
+    _barrier(world)
+    run = run or RunDir(out)
+    ds = _open(target_data, tm.like, 'train', tm.image_hw[0], True, subset)
     ck = run.latest_checkpoint()
     if ck is not None:                                           # resume: architecture from the config, weights from the checkpoint
-        tr = TransferTrainer.for_loading(cfg, device); tr.load(run.load_latest(tr.device), str(ck))
+        tr = TransferTrainer.for_loading(cfg, device, rank, world); tr.load(run.load_latest(tr.device), str(ck))
         tr.set_stage(tr.stage_at(tr.step_done))
     else:
         src = (read_source(source) if isinstance(source, (str, Path)) else source) if cfg.spec.pretrained else None
         if src is not None and src['model'] != cfg.source_model:
             raise ValueError(f"the source checkpoint's architecture {src['model']} differs from the run config's source_model")
-        tr = TransferTrainer(cfg, src, affinity, device)
-        if cfg.spec.pretrained: np.save(run.path/'affinity_init.npy', tr.G.cond_transform.weight.detach().cpu().numpy())
-    ds = _open(target_data, tm.like, 'train', tm.image_hw[0], True, subset)
+        tr = TransferTrainer(cfg, src, affinity, device, rank, world)
+        if cfg.spec.pretrained and rank == 0: np.save(run.path/'affinity_init.npy', tr.G.cond_transform.weight.detach().cpu().numpy())
+    tr.n_train = len(ds)
+    if rank == 0: write_run_info(run.path, cfg, target_data, ds, subset, **{'source': source, **(info or {}), 'world': world})
     val = None
-    if cfg.eval_every or val_data is not None:
+    if rank == 0 and (cfg.eval_every or val_data is not None):   # evaluation runs on process 0 only
         val = _open(val_data if val_data is not None else target_data, tm.like, 'val', tm.image_hw[0], False)
         if cfg.eval_n and len(val) > cfg.eval_n:
             val = _open(val.root, tm.like, 'val', tm.image_hw[0], False, subset=list(range(cfg.eval_n)))
     start = tr.step_done
     if cfg.training_free:
-        if ck is None:
+        if ck is None and rank == 0:
             run.log(step=0, event='training_free', method=cfg.method, affinity=cfg.affinity, device=device_summary(tr.device))
             if val is not None: run.log(step=0, **_eval_log(tr.EMA, val, cfg, tr.device))
             run.save_checkpoint(tr.state(), 0, keep=tc.keep_ckpts)
+        _barrier(world)
         return tr
     if start >= tc.iters:
-        print(f"{out}: already trained for {start} iterations (iters={tc.iters})"); return tr
+        if rank == 0: print(f"{out}: already trained for {start} iterations (iters={tc.iters})")
+        return tr
     it0 = ds[0]; tr.check_batch(it0['image'][None], it0['label'][None])
-    loader = torch.utils.data.DataLoader(SeededItems(ds), batch_sampler=StepBatches(len(ds), tc.batch_size, 0, 1, tc.seed, start, tc.iters),
+    loader = torch.utils.data.DataLoader(SeededItems(ds), batch_sampler=StepBatches(len(ds), tc.batch_size, rank, world, tc.seed, start, tc.iters),
                                          num_workers=tc.num_workers, pin_memory=tr.device.type == 'cuda')
     fixed = [ds[i] for i in range(min(tc.n_samples, len(ds)))]
     fixed_img, fixed_lab = torch.stack([f['image'] for f in fixed]), torch.stack([f['label'] for f in fixed])
     fixed_z = torch.randn(len(fixed), tm.z_dim, generator=torch.Generator().manual_seed(_mix(tc.seed, 3)))
-    run.log(step=start, event='start' if start == 0 else 'resume', method=cfg.method, device=device_summary(tr.device),
-            n_train=len(ds), G_params=sum(p.numel() for p in tr.G.parameters()), D_trainable=sum(p.numel() for p in tr.d_trainable))
-    if start == 0 and val is not None and cfg.eval_every: run.log(step=0, **_eval_log(tr.EMA, val, cfg, tr.device))
-    bar = tqdm(total=tc.iters, initial=start, desc=f'{cfg.method} -> {tm.like}/{tm.preset}', disable=not progress, dynamic_ncols=True)
+    if rank == 0:
+        run.log(step=start, event='start' if start == 0 else 'resume', method=cfg.method, world=world, device=device_summary(tr.device),
+                n_train=len(ds), G_params=sum(p.numel() for p in tr.G.parameters()), D_trainable=sum(p.numel() for p in tr.d_trainable),
+                **({'cdc_anchors': cfg.cdc_anchors or len(ds)} if cfg.regularizer == 'cdc' and cfg.reg_d else {}))
+        if start == 0 and val is not None and cfg.eval_every: run.log(step=0, **_eval_log(tr.EMA, val, cfg, tr.device))
+    bar = tqdm(total=tc.iters, initial=start, desc=f'{cfg.method} -> {tm.like}/{tm.preset}', disable=not progress or rank != 0, dynamic_ncols=True)
     t_last, n_last, losses, t0 = time.perf_counter(), start, [], time.perf_counter()
     for s, batch in zip(range(start, tc.iters), loader):
         if _crash_at is not None and s == _crash_at: raise KeyboardInterrupt(f'simulated crash before step {s}')
@@ -495,23 +620,26 @@ def transfer(target_data, cfg: TransferConfig, out, source=None, affinity=None, 
             keys = set().union(*losses)
             mean = {k: float(np.mean([x[k] for x in losses if k in x])) for k in keys}; losses = []
             bar.set_postfix({k: f'{v:.3g}' for k, v in mean.items() if k != 'stage'})
-            run.log(step=done, **mean, it_per_s=round(ips, 4))
+            if rank == 0: run.log(step=done, **mean, it_per_s=round(ips, 4))
         do_sample, do_ckpt = done % tc.sample_every == 0 or done == tc.iters, done % tc.ckpt_every == 0 or done == tc.iters
         do_eval = val is not None and cfg.eval_every and (done % cfg.eval_every == 0 or done == tc.iters)
-        if do_sample or do_ckpt or do_eval:
-            tr.refresh_ema_stats(ds, s)
-            if do_sample: save_png(transfer_grid(tr.EMA, fixed_img, fixed_lab, tm.like, fixed_z), run.path/'samples'/f'step_{done:08d}.png')
+        if do_sample or do_ckpt or (cfg.eval_every and (done % cfg.eval_every == 0 or done == tc.iters)):
+            tr.refresh_ema_stats(ds, s)                          # every process: global BatchNorm statistics
+            if rank == 0 and do_sample: save_png(transfer_grid(tr.EMA, fixed_img, fixed_lab, tm.like, fixed_z), run.path/'samples'/f'step_{done:08d}.png')
             if do_eval: run.log(step=done, **_eval_log(tr.EMA, val, cfg, tr.device))
-            if do_ckpt: tr.check_finite(); run.save_checkpoint(tr.state(), done, keep=tc.keep_ckpts)
+            if do_ckpt:
+                tr.check_finite()
+                if rank == 0: run.save_checkpoint(tr.state(), done, keep=tc.keep_ckpts)
+            _barrier(world)
     bar.close()
-    run.log(step=tr.step_done, event='end', seconds=round(time.perf_counter() - t0, 1))
+    if rank == 0: run.log(step=tr.step_done, event='end', seconds=round(time.perf_counter() - t0, 1))
     return tr
 
 def _eval_log(G, val, cfg, device) -> dict:
     r = evaluate_generator(G, val, ('fid', 'kid'), device=device)
     return dict(fid=r['fid'], kid=r['kid'], kid_std=r['kid_std'], eval_n=r['n_val'], eval_seconds=r['seconds'])
 
-# %% ../nbs/50_transfer.ipynb #ea262ad8
+# %% ../nbs/50_transfer.ipynb #dc2a983f
 def transfer_config_from_dict(d: dict) -> TransferConfig:
     "Inverse of `to_jsonable(TransferConfig)` (a run's config.json)."
     d = dict(d); tr = dict(d.pop('train')); model = OASISConfig(**tr.pop('model'))
@@ -528,7 +656,7 @@ def load_transfer(run, device='auto', which: str = 'EMA') -> tuple[nn.Module, Tr
     load_oasis_state(tr.G, st[which], f'{ck}[{which}]')
     return tr.G.to(get_device(device)).eval(), cfg
 
-# %% ../nbs/50_transfer.ipynb #0064401f
+# %% ../nbs/50_transfer.ipynb #ea0fb877
 def training_free_generator(source, affinity, target_like: str, residual: bool = False, device='auto') -> CATGenerator:
     "CAT generator from a source run/ckpt/dict and an affinity (C_T,C_S), untrained, in eval mode."
     src = read_source(source) if isinstance(source, (str, Path)) else source
@@ -536,7 +664,7 @@ def training_free_generator(source, affinity, target_like: str, residual: bool =
     G, _ = build_transfer_models(cfg, src, affinity)
     return G.to(get_device(device)).eval()
 
-# %% ../nbs/50_transfer.ipynb #6ea5a5ab
+# %% ../nbs/50_transfer.ipynb #6ff951bd
 AFFINITY_METHODS = ('text', 'synth-gt', 'random')
 
 def resolve_affinity(target_like: str, source_like: str, path=None, method: str | None = None, seed: int = 0):
@@ -566,11 +694,13 @@ def resolve_affinity(target_like: str, source_like: str, path=None, method: str 
     if A.shape != shape: raise ValueError(f"affinity has shape {A.shape}; {target_like} -> {source_like} needs (C_T, C_S) = {shape}")
     return A, f"{prov}:sha={affinity_sha(A)}"
 
-# %% ../nbs/50_transfer.ipynb #dc2a983f
+# %% ../nbs/50_transfer.ipynb #2eb3c86d
 def transfer_cli(argv: list[str] | None = None) -> int:
-    "`cat-nb transfer`: CAT or a baseline from a source run to a target dataset (resumable; training-free with --training-free)."
+    "`cat-nb transfer`: CAT or a baseline from a source run to a target dataset (resumable; training-free with --training-free; torchrun for DDP)."
+    from cat_nb.metrics import METRICS
     p = argparse.ArgumentParser(prog='cat-nb transfer', description='Few-shot transfer of an OASIS source model to a target label set '
-                                '(CAT, paper §3.2, or a baseline). Run the same command again to resume.')
+                                '(CAT, paper §3.2, or a baseline). Run the same command again to resume; launch with '
+                                'torchrun --nproc_per_node=K for several processes.')
     p.add_argument('--source', type=Path, help='source run folder or checkpoint (not needed for --method scratch)')
     p.add_argument('--target-data', required=True, type=Path, help='target dataset root (real or SynthScenes layout of --like)')
     p.add_argument('--like', required=True, choices=LIKES, help='label set of the target data')
@@ -579,8 +709,11 @@ def transfer_cli(argv: list[str] | None = None) -> int:
     p.add_argument('--affinity', type=Path, help='affinity .npy (C_T x C_S) for CAT initialization')
     p.add_argument('--affinity-method', choices=AFFINITY_METHODS, help='estimate the affinity on the fly instead of --affinity')
     p.add_argument('--training-free', action='store_true', help='prepend the affinity to the source model, train nothing')
-    p.add_argument('--regularizer', choices=['cdc', 'ssr'], help="CDC distance consistency or the thesis' smoothness similarity (generator side only)")
+    p.add_argument('--regularizer', choices=list(REGULARIZERS), help="CDC (distance consistency + anchor/patch D) or the thesis' SSR "
+                   "(smoothness similarity + all-blocks D loss); any pretrained method")
     p.add_argument('--lambda-reg', type=float, help='regularizer weight (default: CDC 1000, SSR 5)')
+    p.add_argument('--no-reg-d', action='store_true', help="the regularizer's generator side only (plain OASIS D loss)")
+    p.add_argument('--cdc-anchors', type=int, help='CDC anchors (default: one per training image)')
     p.add_argument('--preset', choices=PRESETS, help="schedule preset (must match the source model's preset; default: the source's)")
     p.add_argument('--out', required=True, type=Path, help='run folder (created, or resumed when it exists)')
     p.add_argument('--freeze-d', type=int, help=f'FreezeD: frozen D encoder blocks (default {DEFAULT_FREEZE_D} for cat/cat-random/freezed, else 0)')
@@ -589,18 +722,24 @@ def transfer_cli(argv: list[str] | None = None) -> int:
     p.add_argument('--iters', type=int); p.add_argument('--stage1-iters', type=int); p.add_argument('--batch-size', type=int)
     p.add_argument('--seed', type=int); p.add_argument('--affinity-seed', type=int, default=0)
     p.add_argument('--eval-every', type=int, help='FID/KID on the target val split every N iterations (0 = off)')
-    p.add_argument('--eval', action='store_true', help='FID/KID of the final generator on the target val split, written to OUT/eval.json')
+    p.add_argument('--eval', action='store_true', help='evaluate the final generator on the target val split (--eval-metrics), written to OUT/eval.json')
+    p.add_argument('--eval-metrics', default='fid,kid,miou', help=f"comma-separated subset of {','.join(METRICS)} for --eval (default fid,kid,miou)")
+    p.add_argument('--segmenter', type=Path, help="mIoU segmenter .pt saved by cat_nb.segmenter (default: the cached one of the target data)")
+    p.add_argument('--seg-preset', choices=PRESETS, help="preset of the cached cat_nb segmenter (default: the run's preset)")
     p.add_argument('--device', default='auto'); p.add_argument('--no-progress', action='store_true')
     a = p.parse_args(argv)
     spec = METHODS[a.method]
+    ms = tuple(m.strip().lower() for m in a.eval_metrics.split(',') if m.strip())
+    if set(ms) - set(METRICS) or not ms: p.error(f"--eval-metrics {a.eval_metrics!r}: choose from {','.join(METRICS)}")
     try:
         src = None
         if spec.pretrained or a.source:
             if a.source is None: p.error(f"--method {a.method} needs --source")
             src = read_source(a.source)
         over = {k: v for k, v in dict(iters=a.iters, stage1_iters=a.stage1_iters, batch_size=a.batch_size, seed=a.seed,
-                                      eval_every=a.eval_every, lambda_reg=a.lambda_reg).items() if v is not None}
+                                      eval_every=a.eval_every, lambda_reg=a.lambda_reg, cdc_anchors=a.cdc_anchors).items() if v is not None}
         if a.regularizer: over['regularizer'] = a.regularizer
+        if a.no_reg_d: over['reg_d'] = False
         need_A = spec.pretrained and (spec.affinity == 'given') and not a.no_cat_init
         A, prov = None, ''
         if need_A or a.training_free:
@@ -614,18 +753,31 @@ def transfer_cli(argv: list[str] | None = None) -> int:
                               freeze_d=a.freeze_d, two_stages=False if a.no_two_stages else None,
                               residual=False if a.no_residual else None, cat_init=(True if a.training_free else False if a.no_cat_init else None),
                               affinity=prov, affinity_seed=a.affinity_seed, training_free=a.training_free, **over)
+        info = dict(source=_abs(a.source), affinity_file=_abs(a.affinity) if a.affinity is not None and A is not None else None,
+                    affinity_method=a.affinity_method if A is not None else None, command='cat-nb transfer ' + ' '.join(argv if argv is not None else sys.argv[1:]))
         t0 = time.time()
-        tr = transfer(a.target_data, cfg, a.out, src, A, a.subset, device=a.device, progress=not a.no_progress)
+        tr = transfer(a.target_data, cfg, a.out, src, A, a.subset, device=a.device, progress=not a.no_progress, info=info)
         secs = time.time() - t0
+        if tr.rank != 0: return 0                                  # under torchrun, process 0 reports and evaluates
         print(f"{a.out}: {a.method} {'training-free' if a.training_free else f'{tr.step_done} iterations'} in {secs:.1f}s")
         if a.eval:
             from cat_nb.data import SegDataset
             tm = cfg.train.model
             val = SegDataset(a.target_data, a.like, 'val', size=tm.image_hw[0], train=False)
-            r = evaluate_generator(tr.EMA, val, ('fid', 'kid'), device=a.device, progress=not a.no_progress)
-            r |= dict(method=a.method, training_free=a.training_free, affinity=prov, step=tr.step_done, transfer_seconds=round(secs, 1))
+            seg = None
+            if 'miou' in ms:
+                from cat_nb.segmenter import load_segmenter, segmenter_for
+                seg = (load_segmenter(a.segmenter, device=a.device) if a.segmenter else
+                       segmenter_for(a.target_data, a.like, tm.image_hw[0], preset=a.seg_preset or tm.preset, device=a.device, progress=not a.no_progress))
+            r = evaluate_generator(tr.EMA, val, ms, device=a.device, progress=not a.no_progress, segmenter=seg)
+            r |= dict(method=a.method, training_free=a.training_free, affinity=prov, step=tr.step_done, transfer_seconds=round(secs, 1),
+                      target_data=_abs(a.target_data), metrics_requested=list(ms),
+                      **({'seg_preset': a.seg_preset or tm.preset} if seg is not None and not a.segmenter else {}))
             atomic_write(Path(a.out)/'eval.json', json.dumps(to_jsonable(r), indent=1) + '\n')
-            print(f"FID {r['fid']:.2f}  KID {r['kid']:.4f} ± {r['kid_std']:.4f}  on {r['n_val']} val maps ({r['seconds']}s) -> {Path(a.out)/'eval.json'}")
+            shown = [f"FID {r['fid']:.2f}" if 'fid' in r else '', f"KID {r['kid']:.4f} ± {r['kid_std']:.4f}" if 'kid' in r else '',
+                     f"mIoU {r['miou']:.3f} (real images {r['miou_real']:.3f})" if 'miou' in r else '',
+                     f"LPIPS {r['lpips']:.3f}" if 'lpips' in r else '', f"MS-SSIM {r['msssim']:.3f}" if 'msssim' in r else '']
+            print(f"{'  '.join(x for x in shown if x)}  on {r['n_val']} val maps ({r['seconds']}s) -> {Path(a.out)/'eval.json'}")
     except (ValueError, RuntimeError, FileNotFoundError, FloatingPointError) as e:
         print(f"cat-nb transfer: error: {e}", file=sys.stderr); return 1
     return 0

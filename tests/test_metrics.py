@@ -1,5 +1,5 @@
 "FID/KID/LPIPS/MS-SSIM/mIoU behave as they must, on real photos with the provisioned networks; the segmenter reports its mIoU."
-import json, math, time
+import json, math, shutil, time
 import pytest, torch
 
 from cat_nb import metrics as M
@@ -26,9 +26,14 @@ def test_fid_kid_self_zero_and_grow_with_noise(photos):
     assert abs(fids[0]) < 1e-3
     assert fids[0] < fids[1] < fids[2] < fids[3]
     assert kids[0] < kids[1] < kids[2] < kids[3] and kids[3] > 0          # KID agrees in sign/direction with FID
-    # the fast FID equals torch-fidelity's own formula on the real 2048-d features
-    ref = M.fid_torch_fidelity(f, fn[2])
-    assert math.isclose(fids[3], ref, rel_tol=1e-6), (fids[3], ref)
+
+
+@pytest.mark.slow
+def test_fid_equals_torch_fidelity_on_inception_features(photos):
+    "The fast FID equals torch-fidelity's own formula on real 2048-d features (its 2048x2048 eigensolve takes ~20 s)."
+    f, g = M.inception_features(photos, progress=False), M.inception_features(_noisy(photos, .5), progress=False)
+    fid, ref = M.fid_from_features(f, g), M.fid_torch_fidelity(f, g)
+    assert math.isclose(fid, ref, rel_tol=1e-6), (fid, ref)
 
 
 def test_lpips_and_msssim(photos):
@@ -75,18 +80,82 @@ def test_segmenter_reports_val_miou(synth_city, tmp_path, monkeypatch, capsys):
 
 
 def test_evaluate_cli_end_to_end(synth_city, tmp_path, monkeypatch):
-    "A quick OASIS run evaluated with all five metrics; the JSON has them all, plus the segmenter's real-image mIoU."
+    "A quick OASIS run evaluated with all five metrics; the JSON (default RUN/eval.json) has them all, plus the segmenter's real-image mIoU."
     monkeypatch.setenv('CAT_NB_WEIGHTS', str(tmp_path/'w'))
     from cat_nb.train import train_config, train_source
     cfg = train_config('cityscapes', 'quick', iters=2, ckpt_every=2, sample_every=2)
     train_source(synth_city, cfg, tmp_path/'run', device='cpu', progress=False)
-    out = tmp_path/'m.json'
     assert M.evaluate_cli(['--run', str(tmp_path/'run'), '--data', str(synth_city), '--metrics', 'fid,kid,miou,lpips,msssim',
-                           '--seg-preset', 'quick', '--n-div', '3', '--div-maps', '2', '--device', 'cpu', '--out', str(out)]) == 0
-    r = json.loads(out.read_text())
+                           '--seg-preset', 'quick', '--n-div', '3', '--div-maps', '2', '--device', 'cpu', '--no-progress']) == 0
+    r = json.loads((tmp_path/'run'/'eval.json').read_text())
     for k in ('fid', 'kid', 'miou', 'miou_real', 'lpips', 'msssim', 'per_class_iou', 'protocol'): assert k in r, k
-    assert r['fid'] > 0 and 0 <= r['miou'] <= 1 and 0 <= r['miou_real'] <= 1 and r['n_val'] == 6
+    assert r['fid'] > 0 and 0 <= r['miou'] <= 1 and 0 <= r['miou_real'] <= 1 and r['n_val'] == 6 and r['kind'] == 'source'
     with pytest.raises(SystemExit): M.evaluate_cli(['--run', str(tmp_path/'run'), '--data', str(synth_city), '--metrics', 'fid,isc'])
+    with pytest.raises(SystemExit): M.evaluate_cli(['--run', str(tmp_path/'run'), '--metrics', 'fid'])      # source runs record no data root
+
+
+@pytest.fixture(scope='module')
+def transfer_run(tmp_path_factory):
+    "A tiny CAT transfer run: 2-iteration SynthScenes-ADE20K source, 2 iterations of CAT to SynthScenes-Cityscapes (as tests/test_transfer.py)."
+    from cat_nb.synth import write_synth
+    from cat_nb.train import train_source, train_config
+    from cat_nb.transfer import transfer, transfer_config, resolve_affinity
+    d = tmp_path_factory.mktemp('tr')
+    write_synth(d/'ade', 'ade20k', 8, 4, 32, progress=False); write_synth(d/'cs', 'cityscapes', 8, 6, 32, progress=False)
+    train_source(d/'ade', train_config('ade20k', 'quick', iters=2, ckpt_every=2, sample_every=2), d/'src', 'cpu', progress=False)
+    src_model = json.loads((d/'src'/'config.json').read_text())['model']
+    cfg = transfer_config('cat', 'cityscapes', src_model, iters=2, stage1_iters=1, ckpt_every=2, sample_every=2, log_every=2)
+    transfer(d/'cs', cfg, d/'cat', d/'src', resolve_affinity('cityscapes', 'ade20k', method='synth-gt')[0], device='cpu', progress=False)
+    return d
+
+
+def test_evaluate_cli_transfer_run(transfer_run, tmp_path, monkeypatch, capsys):
+    "`cat-nb evaluate` on a transfer run folder: the CAT generator (target ids) with FID, KID and mIoU of a quick segmenter."
+    monkeypatch.setenv('CAT_NB_HOME', str(tmp_path))
+    d = transfer_run
+    assert M.run_kind(d/'cat') == 'transfer' and M.run_kind(d/'src') == 'source'
+    out = tmp_path/'e.json'
+    assert M.evaluate_cli(['--run', str(d/'cat'), '--data', str(d/'cs'), '--metrics', 'fid,kid,miou', '--seg-preset', 'quick',
+                           '--device', 'cpu', '--out', str(out), '--no-progress']) == 0
+    r = json.loads(out.read_text())
+    assert (r['kind'], r['method'], r['like'], r['n_val'], r['source_like']) == ('transfer', 'cat', 'cityscapes', 6, 'ade20k')
+    assert r['fid'] > 0 and math.isfinite(r['kid']) and 0 <= r['miou'] <= 1 and 0 <= r['miou_real'] <= 1
+    assert len(r['per_class_iou']) == 19 and r['inception_impl'] in ('fast', 'torch-fidelity')
+    # the evaluated generator is the run's: same FID from the library call on the loaded generator
+    from cat_nb.transfer import load_transfer
+    from cat_nb.data import SegDataset
+    G, cfg = load_transfer(d/'cat', 'cpu')
+    val = SegDataset(d/'cs', 'cityscapes', 'val', size=cfg.train.model.image_hw[0], train=False)
+    again = M.evaluate(M.oasis_generate_fn(G, 'cpu'), val, ('fid',), device='cpu', progress=False)
+    assert math.isclose(again['fid'], r['fid'], rel_tol=1e-6)
+    # without --data: the target root the transfer run recorded (run.json) ...
+    assert M.recorded_data_root(d/'cat') == str((d/'cs').resolve())
+    assert M.evaluate_cli(['--run', str(d/'cat'), '--metrics', 'fid', '--device', 'cpu', '--no-progress']) == 0
+    r2 = json.loads((d/'cat'/'eval.json').read_text())
+    assert r2['data'] == str((d/'cs').resolve()) and math.isclose(r2['fid'], r['fid'], rel_tol=1e-6)
+    # ... and a clear error when the run records none
+    shutil.copytree(d/'cat', tmp_path/'norecord'); (tmp_path/'norecord'/'run.json').unlink()
+    with pytest.raises(SystemExit): M.evaluate_cli(['--run', str(tmp_path/'norecord'), '--metrics', 'fid'])
+    assert '--data is required' in capsys.readouterr().err
+
+
+def test_fast_inception_matches_torch_fidelity(photos):
+    "The rebuilt CPU network gives torch-fidelity's features (required: max |diff| <= 1e-3) on photos and SynthScenes-like images."
+    fast, plain = M.inception('cpu', 'fast'), M.inception('cpu', 'torch-fidelity')
+    assert (fast.impl, plain.impl) == ('fast', 'torch-fidelity')
+    x = torch.cat([M.to_uint8(photos), M.check_images(4)])
+    d = M.feature_difference(fast, plain, x)
+    print('max |fast - torch-fidelity|', d)
+    assert d <= 1e-3
+    with pytest.raises(ValueError, match='unknown inception impl'): M.inception('cpu', 'bf16')
+
+
+def test_kid_equals_torch_fidelity():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(200, 128, generator=g, dtype=torch.float64), torch.randn(150, 128, generator=g, dtype=torch.float64) + .05
+    for m in (1000, 60):
+        k, kt = M.kid_from_features(a, b, subset_size=m), M.kid_torch_fidelity(a, b, subset_size=m)
+        assert math.isclose(k[0], kt[0], rel_tol=1e-9) and math.isclose(k[1], kt[1], rel_tol=1e-6, abs_tol=1e-12)
 
 
 def test_reference_features_cached(synth_city, tmp_path, monkeypatch):
