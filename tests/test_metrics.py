@@ -80,14 +80,14 @@ def test_segmenter_reports_val_miou(synth_city, tmp_path, monkeypatch, capsys):
 
 
 def test_evaluate_cli_end_to_end(synth_city, tmp_path, monkeypatch):
-    "A quick OASIS run evaluated with all five metrics; the JSON (default RUN/eval.json) has them all, plus the segmenter's real-image mIoU."
+    "A quick OASIS run evaluated with all five metrics; the JSON (default RUN/evaluate_<metrics>.json) has them all, plus the segmenter's real-image mIoU."
     monkeypatch.setenv('CAT_NB_WEIGHTS', str(tmp_path/'w'))
     from cat_nb.train import train_config, train_source
     cfg = train_config('cityscapes', 'quick', iters=2, ckpt_every=2, sample_every=2)
     train_source(synth_city, cfg, tmp_path/'run', device='cpu', progress=False)
     assert M.evaluate_cli(['--run', str(tmp_path/'run'), '--data', str(synth_city), '--metrics', 'fid,kid,miou,lpips,msssim',
                            '--seg-preset', 'quick', '--n-div', '3', '--div-maps', '2', '--device', 'cpu', '--no-progress']) == 0
-    r = json.loads((tmp_path/'run'/'eval.json').read_text())
+    r = json.loads((tmp_path/'run'/'evaluate_fid-kid-miou-lpips-msssim.json').read_text())
     for k in ('fid', 'kid', 'miou', 'miou_real', 'lpips', 'msssim', 'per_class_iou', 'protocol'): assert k in r, k
     assert r['fid'] > 0 and 0 <= r['miou'] <= 1 and 0 <= r['miou_real'] <= 1 and r['n_val'] == 6 and r['kind'] == 'source'
     with pytest.raises(SystemExit): M.evaluate_cli(['--run', str(tmp_path/'run'), '--data', str(synth_city), '--metrics', 'fid,isc'])
@@ -131,7 +131,7 @@ def test_evaluate_cli_transfer_run(transfer_run, tmp_path, monkeypatch, capsys):
     # without --data: the target root the transfer run recorded (run.json) ...
     assert M.recorded_data_root(d/'cat') == str((d/'cs').resolve())
     assert M.evaluate_cli(['--run', str(d/'cat'), '--metrics', 'fid', '--device', 'cpu', '--no-progress']) == 0
-    r2 = json.loads((d/'cat'/'eval.json').read_text())
+    r2 = json.loads((d/'cat'/'evaluate_fid.json').read_text())
     assert r2['data'] == str((d/'cs').resolve()) and math.isclose(r2['fid'], r['fid'], rel_tol=1e-6)
     # ... and a clear error when the run records none
     shutil.copytree(d/'cat', tmp_path/'norecord'); (tmp_path/'norecord'/'run.json').unlink()
@@ -148,6 +148,19 @@ def test_fast_inception_matches_torch_fidelity(photos):
     print('max |fast - torch-fidelity|', d)
     assert d <= 1e-3
     with pytest.raises(ValueError, match='unknown inception impl'): M.inception('cpu', 'bf16')
+
+
+def test_fast_inception_falls_back_to_torch_fidelity(monkeypatch):
+    "When the rebuilt network cannot be built (or fails its self-check) on a build, inception() warns and uses torch-fidelity's module."
+    def broken(fe): raise RuntimeError('not on this build')
+    monkeypatch.setattr(M, 'FastInceptionV3', broken)
+    M.inception.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match='FastInceptionV3 unavailable'): m = M.inception('cpu', 'fast')
+        assert m.impl == 'torch-fidelity'
+        f = M.inception_features(M.check_images(2), device='cpu', progress=False, impl='fast')
+        assert f.shape == (2, 2048) and torch.isfinite(f).all()
+    finally: M.inception.cache_clear()
 
 
 def test_kid_equals_torch_fidelity():
