@@ -142,8 +142,7 @@ def _chunks(x, k: int) -> list:
 def cpu_parallel(fn: Callable, *xs, workers: int | None = None) -> torch.Tensor:
     """`fn(*xs)` for per-sample independent `fn` (an eval-mode network), run as `workers` (default: torch's thread count)
     concurrent chunks along dim 0 of every `xs`, one intra-op thread each, and concatenated: the same values (up to float
-    rounding), faster on a
-    few CPU cores, where oneDNN's convolutions scale poorly over threads."""
+    rounding), faster on a few CPU cores, where oneDNN's convolutions scale poorly over threads."""
     w = min(workers or torch.get_num_threads(), len(xs[0]))
     if w <= 1: return fn(*xs)
     prev = torch.get_num_threads()
@@ -407,11 +406,10 @@ def run_kind(run) -> str:
     return 'transfer' if 'method' in c and 'train' in c else 'source'
 
 def recorded_data_root(run) -> str | None:
-    "The dataset root a run folder recorded (a transfer run's run.json `target_data`), or None."
-    p = Path(run)/'run.json'
-    if not p.is_file(): return None
-    try: return json.loads(p.read_text()).get('target_data') or None
-    except (json.JSONDecodeError, AttributeError): return None
+    "The dataset root a run folder recorded (`target_data` of a transfer run's `cat_nb.transfer.read_run_info`), or None."
+    from cat_nb.transfer import read_run_info
+    try: return read_run_info(run).get('target_data') or None
+    except (OSError, json.JSONDecodeError, AttributeError): return None
 
 def load_run_generator(run, device: str = 'auto', which: str = 'EMA') -> tuple[nn.Module, object, dict]:
     "(generator in eval mode, its OASISConfig, info) of a source or transfer run folder (or a source checkpoint file)."

@@ -104,7 +104,6 @@ def segmenter(like: str, preset: str = 'quick', roots: dict | None = None, devic
 
 # %% ../nbs/60_pipeline.ipynb #caf8e73a
 AFFINITIES = ('random', 'text', 'segmentation', 'vision', 'combination')
-_ESTIMATOR = dict(vision='features')                    # pipeline name -> name inside cat_nb.affinity
 AFFINITY_SETTINGS = dict(quick=dict(input_size=64, max_source_images=64),
                          standard=dict(input_size=128, max_source_images=500),
                          paper=dict(input_size=224, max_source_images=2000))
@@ -228,20 +227,23 @@ def _run_config(spec: RunSpec, preset: str, roots: dict | None, device: str):
                           affinity_seed=spec.seed, seed=spec.seed, training_free=spec.training_free, **ov)
     return cfg, src, A, data_root(spec.target, preset, roots), target_subset(spec.target, preset, spec.n_images, roots=roots)
 
-def run_dir(spec: RunSpec, preset: str = 'quick', roots: dict | None = None, device: str = 'auto') -> Path:
-    "The folder of `spec`'s run (not necessarily trained yet); builds the artefacts its config depends on."
-    cfg, src, A, root, names = _run_config(spec, preset, roots, device)
+def _folder(spec: RunSpec, preset: str, cfg, src, root: Path, names) -> Path:
     key = dict(cfg=to_jsonable(cfg), data=str(root.resolve()), subset=names, source=str(src.resolve()) if src else None)
     aff = spec.resolved_affinity() or 'none'
     return pipeline_root()/'transfer'/(f"{spec.source}2{spec.target}_{spec.method}{'_tf' if spec.training_free else ''}_{aff}"
                                        f"_{preset}_n{spec.n_images or 'all'}_s{spec.seed}_{config_hash(key)}")
 
+def run_dir(spec: RunSpec, preset: str = 'quick', roots: dict | None = None, device: str = 'auto') -> Path:
+    "The folder of `spec`'s run (not necessarily trained yet); builds the artefacts its config depends on."
+    cfg, src, _, root, names = _run_config(spec, preset, roots, device)
+    return _folder(spec, preset, cfg, src, root, names)
+
 def run_spec(spec: RunSpec, preset: str = 'quick', roots: dict | None = None, device: str = 'auto', progress: bool = False) -> Path:
     "Train (or resume, or just return) the cached run of `spec`; its folder gets `done.json` when finished."
     from cat_nb.transfer import transfer
-    out = run_dir(spec, preset, roots, device)
-    if _done(out) is not None: return out
     cfg, src, A, root, names = _run_config(spec, preset, roots, device)
+    out = _folder(spec, preset, cfg, src, root, names)
+    if _done(out) is not None: return out
     t0 = time.perf_counter()
     tr = transfer(root, cfg, out, src, A, names, device=device, progress=progress)
     if not cfg.training_free and tr.step_done < cfg.train.iters:
@@ -286,8 +288,8 @@ def evaluate_run(run, preset: str = 'quick', roots: dict | None = None, device: 
     cfg = RunDir(run).config; target = cfg['train']['model']['like']
     val, seg = dataset(target, preset, 'val', roots=roots), segmenter(target, preset, roots, device)
     key = to_jsonable(dict(v=EVAL_VERSION, val=fingerprint(val), seg=[seg.description, seg.val['miou']], ckpt=RunDir(run).latest_checkpoint().name))
-    p = run/'pipeline_eval.json'
-    if p.exists() and (old := json.loads(p.read_text())).get('key') == key: return {**old, 'iterations': convergence_step(fid_curve(run), tol) if not cfg['training_free'] else 0}
+    p, it = run/'pipeline_eval.json', convergence_step(fid_curve(run), tol) if not cfg['training_free'] else 0
+    if p.exists() and (old := json.loads(p.read_text())).get('key') == key: return {**old, 'iterations': it}
     G, _ = load_transfer(run, device)
     r = evaluate_generator(G, val, ('fid', 'kid', 'miou'), seed=0, device=device, progress=progress, segmenter=seg)
     ends = [m for m in RunDir(run).metrics() if m.get('event') == 'end']
@@ -295,7 +297,7 @@ def evaluate_run(run, preset: str = 'quick', roots: dict | None = None, device: 
                pixel_acc=r['pixel_acc'], n_val=r['n_val'], steps=done['step'], eval_seconds=r['seconds'],
                train_seconds=sum(m.get('seconds', 0) for m in ends) if ends else None)
     atomic_write(p, json.dumps(to_jsonable(res), indent=1) + '\n')
-    return {**res, 'iterations': convergence_step(fid_curve(run), tol) if not cfg['training_free'] else 0}
+    return {**res, 'iterations': it}
 
 # %% ../nbs/60_pipeline.ipynb #5104c960
 def default_workers(device: str = 'auto') -> int:

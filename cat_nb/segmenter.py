@@ -4,7 +4,7 @@
 
 # %% ../nbs/42_segmenter.ipynb #50ecaf43
 from __future__ import annotations
-import argparse, dataclasses, hashlib, json, math, time
+import argparse, dataclasses, json, math, time
 from dataclasses import dataclass
 from pathlib import Path
 

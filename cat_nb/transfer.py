@@ -545,7 +545,7 @@ def write_run_info(run_path, cfg: TransferConfig, target_data, ds, subset=None, 
     names = getattr(ds, 'names', None)
     info = dict(kind='transfer', method=cfg.method, like=tm.like, preset=tm.preset, image_hw=list(tm.image_hw), size=tm.image_hw[0],
                 target_data=_abs(target_data) or _abs(getattr(ds, 'root', None)), val_split='val',
-                subset=_abs(subset) if isinstance(subset, (str, Path)) else None,
+                subset=_abs(subset),
                 train_names=list(names) if names is not None and (subset is not None or not isinstance(target_data, (str, Path))) else None,
                 n_train=len(ds), source=_abs(source), source_like=cfg.source_model.get('like'), source_preset=cfg.source_model.get('preset'),
                 affinity=cfg.affinity, affinity_init='affinity_init.npy' if cfg.spec.pretrained else None,
@@ -622,8 +622,9 @@ def transfer(target_data, cfg: TransferConfig, out, source=None, affinity=None, 
             bar.set_postfix({k: f'{v:.3g}' for k, v in mean.items() if k != 'stage'})
             if rank == 0: run.log(step=done, **mean, it_per_s=round(ips, 4))
         do_sample, do_ckpt = done % tc.sample_every == 0 or done == tc.iters, done % tc.ckpt_every == 0 or done == tc.iters
-        do_eval = val is not None and cfg.eval_every and (done % cfg.eval_every == 0 or done == tc.iters)
-        if do_sample or do_ckpt or (cfg.eval_every and (done % cfg.eval_every == 0 or done == tc.iters)):
+        eval_step = cfg.eval_every and (done % cfg.eval_every == 0 or done == tc.iters)
+        do_eval = val is not None and eval_step                  # val exists on process 0 only
+        if do_sample or do_ckpt or eval_step:
             tr.refresh_ema_stats(ds, s)                          # every process: global BatchNorm statistics
             if rank == 0 and do_sample: save_png(transfer_grid(tr.EMA, fixed_img, fixed_lab, tm.like, fixed_z), run.path/'samples'/f'step_{done:08d}.png')
             if do_eval: run.log(step=done, **_eval_log(tr.EMA, val, cfg, tr.device))
