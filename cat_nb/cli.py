@@ -96,6 +96,21 @@ def _finished(nb: Path, params: dict | None = None, src: Path | None = None) -> 
     from cat_nb.reports import notebook_sha
     return src is None or ours.get('source_sha') == notebook_sha(src)
 
+def _shown(params: dict) -> dict:
+    "The parameters a report ran with, less the two every call sets."
+    return {k: v for k, v in params.items() if k not in ('preset', 'out_dir')}
+
+def _earlier(out: Path, nbs, title) -> list[dict]:
+    "SUMMARY rows of reports in `nbs` that an earlier `reproduce` call finished into `out` (so the page lists every finished report)."
+    rows = []
+    for nb in nbs:
+        dst = out/nb.name
+        if not _finished(dst): continue
+        md = json.loads(dst.read_text())['metadata']
+        rows.append(dict(name=nb.stem, title=title(nb), status='earlier call' + ('' if _finished(dst, None, nb) else ', report edited since'),
+                         seconds=md['cat_nb']['seconds'], cpu=md['cat_nb']['cpu_seconds'], error='', params=_shown(md['papermill'].get('parameters', {}))))
+    return rows
+
 def reproduce(argv: list[str] = ()) -> int:
     "Run the report notebooks with papermill into `reports/out/<preset>/` and write `SUMMARY.md`."
     ap = argparse.ArgumentParser(prog='cat-nb reproduce', description=reproduce.__doc__)
@@ -115,7 +130,7 @@ def reproduce(argv: list[str] = ()) -> int:
     except ValueError as e: ap.error(str(e))
     if roots: extra['data_roots'] = {k: str(Path(v).expanduser().resolve()) for k, v in roots.items()}
     rdir = find_reports(a.reports)
-    nbs = sorted(p for p in rdir.glob('*.ipynb') if not p.name.startswith('_'))
+    nbs = all_nbs = sorted(p for p in rdir.glob('*.ipynb') if not p.name.startswith('_'))
     if a.only is not None:
         unknown = set(a.only) - {p.stem for p in nbs}
         if unknown: ap.error(f"unknown report(s) {sorted(unknown)}; available: {[p.stem for p in nbs]}")
@@ -126,7 +141,7 @@ def reproduce(argv: list[str] = ()) -> int:
         dst, wd = out/nb.name, out/nb.stem
         declared = pm.inspect_notebook(str(nb))
         params = dict(preset=a.preset, out_dir=str(wd.resolve())) | {k: v for k, v in extra.items() if k in declared}
-        row = dict(name=nb.stem, title=notebook_title(nb), status='ran', seconds=0.0, cpu=0.0, error='')
+        row = dict(name=nb.stem, title=notebook_title(nb), status='ran', seconds=0.0, cpu=0.0, error='', params=_shown(params))
         if not a.force and _finished(dst, params, nb):
             meta = json.loads(dst.read_text())['metadata']['cat_nb']
             print(f'[{i}/{len(nbs)}] {nb.stem}: already done, skipped'); rows.append(row | dict(status='cached', seconds=meta['seconds'], cpu=meta['cpu_seconds'])); continue
@@ -140,8 +155,9 @@ def reproduce(argv: list[str] = ()) -> int:
         row.update(seconds=time.time() - t0, cpu=resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime - c0)
         if row['status'] == 'ran': mark_finished(dst, nb, row['seconds'], row['cpu'])
         rows.append(row)
-    s = write_summary(out, a.preset, rows, time.time() - t_all)
-    failed = [r['name'] for r in rows if r['status'] == 'failed']
-    print(f'done: {len(rows) - len(failed)} of {len(rows)} report(s) in {time.time() - t_all:.0f}s; executed notebooks, tables and figures in {out.resolve()}\nsummary: {s.resolve()}')
+    failed, n = [r['name'] for r in rows if r['status'] == 'failed'], len(rows)
+    rows += _earlier(out, [p for p in all_nbs if p.stem not in {r['name'] for r in rows}], notebook_title)
+    s = write_summary(out, a.preset, sorted(rows, key=lambda r: r['name']), time.time() - t_all)
+    print(f'done: {n - len(failed)} of {n} report(s) in {time.time() - t_all:.0f}s; executed notebooks, tables and figures in {out.resolve()}\nsummary: {s.resolve()}')
     if failed: print(f'failed: {", ".join(failed)} (rerun the same command: finished runs are cached)', file=sys.stderr)
     return 1 if failed else 0

@@ -431,16 +431,20 @@ def parse_literal(kv: str, what: str = '-p') -> tuple[str, object]:
     except (ValueError, SyntaxError): return k, v
 
 def write_summary(out, preset: str, rows: list[dict], wall: float) -> Path:
-    "SUMMARY.md in `out`: a table of the reports (`rows`: name, title, status, seconds, cpu, error), then each report's page and figures."
+    """SUMMARY.md in `out`: a table of the reports (`rows`: name, title, status, seconds, cpu, error, optional params: the non-default
+    report parameters), then each report's page and figures. Rows with status 'earlier call...' were finished by an earlier call."""
     out = Path(out)
+    earlier = sum(r['status'].startswith('earlier call') for r in rows)
     L = [f'# cat_nb reports, preset `{preset}`', '',
-         f"{sum(r['status'] != 'failed' for r in rows)} of {len(rows)} reports done; this call took {wall:.0f} s. "
+         f"{sum(r['status'] != 'failed' for r in rows)} of {len(rows)} reports done"
+         + (f" ({earlier} by earlier calls into this folder)" if earlier else '') + f"; this call took {wall:.0f} s. "
          'Each executed notebook is the record of its report; each report folder holds its runs (`<name>.csv`, one row per run), '
          "the aggregated table next to the paper's numbers (`<name>.md`) and its figures.", '',
-         '| report | reproduces | status | seconds (wall / CPU) | files |', '|---|---|---|---|---|']
+         '| report | reproduces | status | parameters | seconds (wall / CPU) | files |', '|---|---|---|---|---|---|']
     for r in rows:
         files = sorted(p.relative_to(out).as_posix() for p in (out/r['name']).rglob('*') if p.is_file()) if (out/r['name']).is_dir() else []
-        L.append(f"| [{r['name']}]({r['name']}.ipynb) | {r['title']} | {r['status']} | {r['seconds']:.0f} / {r['cpu']:.0f} | "
+        ps = ', '.join(f'`{k}={v!r}`' for k, v in (r.get('params') or {}).items()) or 'the plan'
+        L.append(f"| [{r['name']}]({r['name']}.ipynb) | {r['title']} | {r['status']} | {ps} | {r['seconds']:.0f} / {r['cpu']:.0f} | "
                  + ', '.join(f'[{Path(f).name}]({f})' for f in files) + ' |')
     for r in rows:
         L += ['', f"## {r['title']}", '']

@@ -44,3 +44,30 @@ def test_reproduce_rejects_unknown_report(tmp_path):
     (tmp_path/'a.ipynb').write_text('{}')
     r = run('reproduce', '--reports', str(tmp_path), '--only', 'zzz', check=False)
     assert r.returncode != 0 and 'unknown report' in r.stderr
+
+
+def _toy_report(path, title):
+    import nbformat as nbf
+    nb = nbf.v4.new_notebook(metadata=dict(kernelspec=dict(name='python3', display_name='Python 3', language='python')))
+    nb.cells = [nbf.v4.new_markdown_cell(f'# {title}'),
+                nbf.v4.new_code_cell("preset: str = 'quick'   # preset\nout_dir: str = 'out'   # output folder\nx: int = 1   # a parameter",
+                                     metadata=dict(tags=['parameters'])),
+                nbf.v4.new_code_cell('print(x)')]
+    nbf.write(nb, str(path))
+
+
+def test_reproduce_summary_keeps_reports_of_earlier_calls(tmp_path):
+    "Two `--only` calls into one folder: SUMMARY.md lists both reports, the first as an earlier call with its parameters."
+    reps, out = tmp_path/'reports', tmp_path/'out'
+    reps.mkdir()
+    _toy_report(reps/'a.ipynb', 'Toy A'); _toy_report(reps/'b.ipynb', 'Toy B')
+    run('reproduce', '--reports', str(reps), '--out', str(out), '--only', 'a', '-p', 'x=7')
+    r = run('reproduce', '--reports', str(reps), '--out', str(out), '--only', 'b')
+    assert 'done: 1 of 1 report(s)' in r.stdout, r.stdout
+    s = (out/'SUMMARY.md').read_text()
+    assert '[a](a.ipynb) | Toy A | earlier call | `x=7` |' in s and '[b](b.ipynb) | Toy B | ran | the plan |' in s, s
+    assert '2 of 2 reports done (1 by earlier calls' in s and s.index('[a](a.ipynb)') < s.index('[b](b.ipynb)')
+    _toy_report(reps/'a.ipynb', 'Toy A, edited')
+    run('reproduce', '--reports', str(reps), '--out', str(out), '--only', 'b')
+    s = (out/'SUMMARY.md').read_text()
+    assert 'earlier call, report edited since' in s and '| b](b.ipynb)' not in s and '| cached |' in s, s
