@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['class_balance_weights', 'n1_target', 'n1_loss', 'g_loss', 'labelmix_mask', 'labelmix_bits', 'labelmix',
-           'labelmix_loss', 'd_loss']
+           'labelmix_loss', 'majority_labels', 'adv_loss', 'd_loss']
 
 # %% ../nbs/31_losses.ipynb #28c94605
 def _world_sum(t: torch.Tensor) -> torch.Tensor:
@@ -63,15 +63,33 @@ def labelmix_loss(mask, d_mixed, d_fake, d_real) -> torch.Tensor:
     return F.mse_loss(mask * d_real + (1 - mask) * d_fake, d_mixed)
 
 # %% ../nbs/31_losses.ipynb #12d16823
+def majority_labels(label: torch.Tensor, hw) -> torch.Tensor:
+    "Label ids (B,H,W) -> (B,h,w): the most frequent id of each (H/h)×(W/w) cell; unchanged when (h,w) = (H,W)."
+    B, H, W = label.shape; h, w = int(hw[0]), int(hw[1])
+    if (h, w) == (H, W): return label
+    if H % h or W % w: raise ValueError(f"label map {H}x{W} does not divide into a {h}x{w} grid")
+    fh, fw = H // h, W // w
+    cells = label.reshape(B, h, fh, w, fw).permute(0, 1, 3, 2, 4).reshape(B * h * w, fh * fw)
+    n = int(label.max()) + 1
+    counts = torch.zeros(cells.shape[0], n, dtype=torch.int32, device=label.device).scatter_add_(1, cells, torch.ones_like(cells, dtype=torch.int32))
+    return counts.argmax(1).view(B, h, w)          # argmax returns the first maximum: ties go to the smaller id
+
+def adv_loss(views: list[torch.Tensor], label: torch.Tensor, for_real: bool, contain_dontcare: bool = True) -> torch.Tensor:
+    "Mean over D's logit maps [(B,N+1,h_i,w_i)] of the N+1 loss against the majority labels at each map's size."
+    return sum(n1_loss(v, majority_labels(label, v.shape[-2:]), for_real, contain_dontcare) for v in views) / len(views)
+
 def d_loss(D, real: torch.Tensor, fake: torch.Tensor, label: torch.Tensor, lambda_labelmix: float = 10.0,
-           bits: torch.Tensor | None = None, contain_dontcare: bool = True) -> tuple[torch.Tensor, dict]:
-    "OASIS D loss: fake CE + balanced real CE + λ_LM·LabelMix. Returns (loss, {'D_fake','D_real','D_lm'})."
-    d_fake = D(fake)
-    l_fake = n1_loss(d_fake, label, False, contain_dontcare)
-    d_real = D(real)
-    l_real = n1_loss(d_real, label, True, contain_dontcare)
+           bits: torch.Tensor | None = None, contain_dontcare: bool = True, views=None) -> tuple[torch.Tensor, dict]:
+    """OASIS D loss: fake CE + balanced real CE + λ_LM·LabelMix. Returns (loss, {'D_fake','D_real','D_lm'}).
+    `views(x, final)` -> (final logits (B,N+1,H,W), [logit maps the adversarial terms read]); default D's output alone."""
+    lm = lambda_labelmix > 0
+    views = views or (lambda x, final=True: (o := D(x), [o]))
+    d_fake, f_maps = views(fake, lm)
+    l_fake = adv_loss(f_maps, label, False, contain_dontcare)
+    d_real, r_maps = views(real, lm)
+    l_real = adv_loss(r_maps, label, True, contain_dontcare)
     loss, parts = l_fake + l_real, dict(D_fake=l_fake.detach(), D_real=l_real.detach())
-    if lambda_labelmix > 0:
+    if lm:
         if bits is None: bits = labelmix_bits(d_fake.shape[1] - 1, device=label.device)
         mask = labelmix_mask(label, bits)
         l_lm = labelmix_loss(mask, D(labelmix(real, fake, mask)), d_fake, d_real)

@@ -9,12 +9,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .losses import n1_loss, labelmix, labelmix_bits, labelmix_loss, labelmix_mask
+from .losses import majority_labels, adv_loss, d_loss
 
 # %% auto #0
-__all__ = ['REGULARIZERS', 'D_MODES', 'block_features', 'frozen_reference', 'cdc_loss', 'ssr_loss', 'majority_labels',
-           'PatchHead', 'd_blocks', 'block_channels', 'add_d_heads', 'd_views', 'adv_loss', 'd_adv_loss', 'g_adv_loss',
-           'anchor_points', 'anchor_noise', 'cdc_d_mode']
+__all__ = ['REGULARIZERS', 'D_MODES', 'block_features', 'frozen_reference', 'cdc_loss', 'ssr_loss', 'PatchHead', 'd_blocks',
+           'block_channels', 'add_d_heads', 'd_views', 'd_adv_loss', 'g_adv_loss', 'anchor_points', 'anchor_noise',
+           'cdc_d_mode']
 
 # %% ../nbs/52_regularizers.ipynb #984c7533
 REGULARIZERS = ('cdc', 'ssr')
@@ -60,18 +60,6 @@ def ssr_loss(G_t, G_s, label, z, layer: int, y_fn=None) -> torch.Tensor:
         fs = block_features(G_s, label, zs, layer)
         gs, = torch.autograd.grad((fs * y).sum(), zs)
     return (gs.detach() - gt).flatten(1).pow(2).sum(1).add(1e-12).sqrt().mean()   # eps: finite gradient at G_t = G_s
-
-# %% ../nbs/52_regularizers.ipynb #9f87c96d
-def majority_labels(label: torch.Tensor, hw) -> torch.Tensor:
-    "Label ids (B,H,W) -> (B,h,w): the most frequent id of each (H/h)×(W/w) cell; unchanged when (h,w) = (H,W)."
-    B, H, W = label.shape; h, w = int(hw[0]), int(hw[1])
-    if (h, w) == (H, W): return label
-    if H % h or W % w: raise ValueError(f"label map {H}x{W} does not divide into a {h}x{w} grid")
-    fh, fw = H // h, W // w
-    cells = label.reshape(B, h, fh, w, fw).permute(0, 1, 3, 2, 4).reshape(B * h * w, fh * fw)
-    n = int(label.max()) + 1
-    counts = torch.zeros(cells.shape[0], n, dtype=torch.int32, device=label.device).scatter_add_(1, cells, torch.ones_like(cells, dtype=torch.int32))
-    return counts.argmax(1).view(B, h, w)          # argmax returns the first maximum: ties go to the smaller id
 
 # %% ../nbs/52_regularizers.ipynb #5e94a4f3
 class PatchHead(nn.Module):
@@ -128,25 +116,10 @@ def d_views(D, img, mode: str = 'image', final: bool = True) -> tuple[torch.Tens
     if mode == 'patch': return out, [D.patch_head(feats[D.patch_head.block])]
     return out, [s(f) for s, f in zip(D.block_heads, feats[:-1])] + [out]
 
-def adv_loss(views: list[torch.Tensor], label: torch.Tensor, for_real: bool, contain_dontcare: bool = True) -> torch.Tensor:
-    "Mean over the logit maps of OASIS' N+1 loss (`cat_nb.losses.n1_loss`) against majority labels at each map's size."
-    return sum(n1_loss(v, majority_labels(label, v.shape[-2:]), for_real, contain_dontcare) for v in views) / len(views)
-
 def d_adv_loss(D, real, fake, label, lambda_labelmix: float = 10.0, bits=None, contain_dontcare: bool = True,
                mode: str = 'image') -> tuple[torch.Tensor, dict]:
-    "OASIS' D loss with the adversarial terms read from `d_views(mode)`; LabelMix on the final output. Returns (loss, parts)."
-    lm = lambda_labelmix > 0
-    f_out, f_views = d_views(D, fake, mode, final=lm)
-    l_fake = adv_loss(f_views, label, False, contain_dontcare)
-    r_out, r_views = d_views(D, real, mode, final=lm)
-    l_real = adv_loss(r_views, label, True, contain_dontcare)
-    loss, parts = l_fake + l_real, dict(D_fake=l_fake.detach(), D_real=l_real.detach())
-    if lm:
-        if bits is None: bits = labelmix_bits(f_out.shape[1] - 1, device=label.device)
-        mask = labelmix_mask(label, bits)
-        l_lm = labelmix_loss(mask, D(labelmix(real, fake, mask)), f_out, r_out)
-        loss = loss + lambda_labelmix * l_lm; parts['D_lm'] = l_lm.detach()
-    return loss, parts
+    "OASIS' D loss (`cat_nb.losses.d_loss`) with the adversarial terms read from `d_views(mode)`; LabelMix on the final output."
+    return d_loss(D, real, fake, label, lambda_labelmix, bits, contain_dontcare, lambda x, final: d_views(D, x, mode, final))
 
 def g_adv_loss(D, fake, label, contain_dontcare: bool = True, mode: str = 'image') -> torch.Tensor:
     "G's adversarial loss: the N+1 loss toward the real classes, averaged over `d_views(mode)`."

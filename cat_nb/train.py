@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from .core import RunDir, atomic_write, atomic_save, to_jsonable, get_device, seed_everything, device_summary
 from .oasis import (OASISConfig, oasis_config, build_oasis, init_weights, one_hot, load_oasis_state, n_params, LIKES, PRESETS)
-from .losses import g_loss, d_loss, labelmix_bits
+from .losses import adv_loss, d_loss, labelmix_bits
 
 # %% auto #0
 __all__ = ['TrainConfig', 'train_config', 'dist_setup', 'allreduce_grads', 'ema_update', 'SeededItems', 'StepBatches',
@@ -149,7 +149,8 @@ class OASISTrainer:
         if cfg.channels_last: self.G, self.D = self.G.to(memory_format=torch.channels_last), self.D.to(memory_format=torch.channels_last)
         self.EMA = copy.deepcopy(self.G)
         self.optG = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
-        self.optD = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+        self.d_trainable = list(self.D.parameters())
+        self.optD = torch.optim.Adam(self.d_trainable, lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
         self.step_done = 0
 
     def check_batch(self, image, label):
@@ -168,25 +169,38 @@ class OASISTrainer:
         g = torch.Generator().manual_seed(_mix(self.cfg.seed, s, k))
         return torch.randn(b_global, self.cfg.model.z_dim, generator=g)[self.rank * self.b:(self.rank + 1) * self.b].to(self.device)
 
+    # What a subclass changes (cat_nb.transfer.TransferTrainer): G's noise, the D logits the adversarial losses read,
+    # extra G losses, and which D parameters train (`d_trainable`).
+    def adv_noise(self, s: int, k: int) -> torch.Tensor:
+        "G-input noise number `k` of step `s`, this process's slice (b, z_dim)."
+        return self.noise(s, k, self.cfg.batch_size)
+
+    def logit_views(self, s: int):
+        "`(x, final) -> (D's final logits, [logit maps of the adversarial loss])` at step `s`: OASIS reads D's output alone."
+        return lambda x, final=True: (o := self.D(x), [o])
+
+    def extra_g_grads(self, label: torch.Tensor, s: int) -> None: "Add gradients of G losses beyond the adversarial one (none in OASIS)."
+
     def step(self, batch: dict, s: int) -> dict:
         "One iteration (G step, D step, EMA) at step number `s`; returns the losses (local values)."
         cfg, m = self.cfg, self.cfg.model
         real = batch['image'].to(self.device, non_blocking=True); label = batch['label'].to(self.device, non_blocking=True)
         if cfg.channels_last: real = real.contiguous(memory_format=torch.channels_last)
-        self.check_batch(real, label)
-        seg = label                                               # ids: G takes the look-up path (no one-hot map)
+        self.check_batch(real, label)                            # G takes label ids: the look-up path (no one-hot map)
         bits = labelmix_bits(m.semantic_nc, torch.Generator().manual_seed(_mix(cfg.seed, s, 2)), self.device)
+        views = self.logit_views(s)
         # G step (D's weights get no gradient: the official code computes and discards it)
         self.D.requires_grad_(False)
         self.optG.zero_grad(set_to_none=True)
-        lg = g_loss(self.D(self.G(seg, self.noise(s, 0, cfg.batch_size))), label, m.contain_dontcare)
-        lg.backward(); allreduce_grads(self.G.parameters(), self.world); self.optG.step()
-        self.D.requires_grad_(True)
+        lg = adv_loss(views(self.G(label, self.adv_noise(s, 0)), False)[1], label, True, m.contain_dontcare)
+        lg.backward(); self.extra_g_grads(label, s)
+        allreduce_grads(self.G.parameters(), self.world); self.optG.step()
+        for p in self.d_trainable: p.requires_grad_(True)
         # D step
-        with torch.no_grad(): fake = self.G(seg, self.noise(s, 1, cfg.batch_size))
+        with torch.no_grad(): fake = self.G(label, self.adv_noise(s, 1))
         self.optD.zero_grad(set_to_none=True)
-        ld, parts = d_loss(self.D, real, fake, label, cfg.lambda_labelmix, bits, m.contain_dontcare)
-        ld.backward(); allreduce_grads(self.D.parameters(), self.world); self.optD.step()
+        ld, parts = d_loss(self.D, real, fake, label, cfg.lambda_labelmix, bits, m.contain_dontcare, views)
+        ld.backward(); allreduce_grads(self.d_trainable, self.world); self.optD.step()
         ema_update(self.EMA, self.G, cfg.ema_decay)
         self.step_done = s + 1
         return dict(G=lg.item(), D=ld.item(), **{k: v.item() for k, v in parts.items()})

@@ -20,8 +20,7 @@ from .oasis import (OASISConfig, oasis_config, OASISGenerator, OASISDiscriminato
                           resize_cond)
 from .train import (TrainConfig, train_config, OASISTrainer, SeededItems, StepBatches, save_png, _mix, _colorize,
                           dist_setup, allreduce_grads, ema_update, _barrier)
-from .losses import labelmix_bits
-from .regularizers import (frozen_reference, cdc_loss, ssr_loss, add_d_heads, g_adv_loss, d_adv_loss, cdc_d_mode,
+from .regularizers import (frozen_reference, cdc_loss, ssr_loss, add_d_heads, d_views, cdc_d_mode,
                                  anchor_points, anchor_noise, REGULARIZERS)
 
 # %% auto #0
@@ -452,7 +451,7 @@ class TransferTrainer(OASISTrainer):
             return z[self.rank * self.b:(self.rank + 1) * self.b].to(self.device)
         return self.noise(s, k, self.cfg.batch_size)
 
-    def _g_param_grads(self, label, s: int) -> None:
+    def extra_g_grads(self, label, s: int) -> None:
         "Add the gradients of the extra G losses: CDC or SSR (vs the frozen reference), cGANTransfer's L1 on A / L2 on residuals."
         cfg = self.tcfg
         if cfg.regularizer:
@@ -471,30 +470,18 @@ class TransferTrainer(OASISTrainer):
             if res and cfg.lambda_l2_res: terms.append(cfg.lambda_l2_res * torch.cat([p.reshape(-1) for p in res]).pow(2).mean())
             if terms: loss = sum(terms); loss.backward(); self._extra['G_reg'] = loss.item()
 
+    def logit_views(self, s: int):
+        "The D view of iteration s (`d_mode`): `(x, final) -> (final logits, [logit maps])` from `cat_nb.regularizers.d_views`."
+        mode = self.d_mode(s)
+        return lambda x, final=True: d_views(self.D, x, mode, final)
+
     def step(self, batch: dict, s: int) -> dict:
-        "One iteration at step s: G step (adversarial + parameter losses), D step (frozen blocks untouched), EMA; returns local losses."
+        "One iteration at step s: `OASISTrainer.step` in this iteration's stage, with the transfer's noise, D view and G losses."
         i = self.stage_at(s)
         if i != self.stage: self.set_stage(i)
-        cfg, m, tcfg = self.cfg, self.cfg.model, self.tcfg
-        real = batch['image'].to(self.device, non_blocking=True); label = batch['label'].to(self.device, non_blocking=True)
-        if cfg.channels_last: real = real.contiguous(memory_format=torch.channels_last)
-        self.check_batch(real, label)
-        mode, self._extra = self.d_mode(s), {}
-        bits = labelmix_bits(m.semantic_nc, torch.Generator().manual_seed(_mix(cfg.seed, s, 2)), self.device)
-        self.D.requires_grad_(False)                             # G step: D gets no gradient
-        self.optG.zero_grad(set_to_none=True)
-        lg = g_adv_loss(self.D, self.G(label, self.adv_noise(s, 0)), label, m.contain_dontcare, mode)
-        lg.backward(); self._g_param_grads(label, s)
-        allreduce_grads(self.G.parameters(), self.world); self.optG.step()
-        for p in self.d_trainable: p.requires_grad_(True)        # D step: FreezeD's blocks stay frozen
-        with torch.no_grad(): fake = self.G(label, self.adv_noise(s, 1))
-        self.optD.zero_grad(set_to_none=True)
-        ld, parts = d_adv_loss(self.D, real, fake, label, cfg.lambda_labelmix, bits, m.contain_dontcare, mode)
-        ld.backward(); allreduce_grads(self.d_trainable, self.world); self.optD.step()
-        ema_update(self.EMA, self.G, cfg.ema_decay)
-        self.step_done = s + 1
-        out = dict(G=lg.item(), D=ld.item(), **{k: v.item() for k, v in parts.items()}, **self._extra, stage=i + 1)
-        if tcfg.regularizer == 'cdc' and tcfg.reg_d: out['cdc_image'] = float(mode == 'image')   # its mean = share of anchor iterations
+        self._extra = {}
+        out = {**super().step(batch, s), **self._extra, 'stage': i + 1}
+        if self.tcfg.regularizer == 'cdc' and self.tcfg.reg_d: out['cdc_image'] = float(self.d_mode(s) == 'image')   # mean: share of anchor iterations
         return out
 
     def state(self) -> dict:

@@ -250,7 +250,7 @@ def test_standard_preset_schedule():
 
 
 def test_plain_step_is_the_source_training_step():
-    "Without regularizer the transfer step reproduces OASISTrainer.step bit for bit (FreezeD and stages included)."
+    "TransferTrainer.step is OASISTrainer.step with its hooks (FreezeD and stages included): it adds nothing but the stage switch and logs."
     cfg = transfer_config('cat', 'cityscapes', SRC, iters=4, stage1_iters=4)
     A = np.full((35, 151), 1 / 151, np.float32)
     a, b = TransferTrainer(cfg, _source(), A, device='cpu'), TransferTrainer(cfg, _source(), A, device='cpu')
