@@ -27,6 +27,8 @@ $(STAMP): settings.ini setup.py pyproject.toml
 provision: $(STAMP)
 	@if git rev-parse --git-dir >/dev/null 2>&1; then \
 	  $(BIN)/nbdev_install_hooks >/dev/null 2>&1 || true; \
+	  m=$$(git rev-parse --git-path hooks)/post-merge; \
+	  [ -f $$m ] && sed -i 's#^nbdev_trust#$(abspath $(BIN))/nbdev_trust#' $$m; \
 	  h=$$(git rev-parse --git-path hooks)/pre-commit; \
 	  [ -e $$h ] || { printf '#!/usr/bin/env bash\n# installed by make setup: refuse commits whose cat_nb/ or notebooks are out of sync\nexec bash .ci/check_sync.sh $(abspath $(BIN))\n' > $$h; chmod +x $$h; }; \
 	fi
