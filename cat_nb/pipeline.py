@@ -17,9 +17,10 @@ from .train import train_config, train_source
 
 # %% auto #0
 __all__ = ['DATA_PRESETS', 'AFFINITIES', 'AFFINITY_SETTINGS', 'RUN_SCHEDULES', 'EVAL_VERSION', 'pipeline_root', 'synth_data',
-           'source_run', 'data_root', 'image_size', 'dataset', 'source_for', 'target_subset', 'segmenter',
-           'source_mask', 'training_free_fid', 'affinity', 'RunSpec', 'run_dir', 'run_spec', 'transfer_run',
-           'convergence_step', 'fid_curve', 'evaluate_run', 'default_workers', 'run_row', 'run_plan']
+           'source_dir', 'source_run', 'data_root', 'image_size', 'dataset', 'source_for', 'target_subset', 'segmenter',
+           'segmenter_cached', 'source_mask', 'training_free_fid', 'affinity', 'RunSpec', 'run_dir', 'run_spec',
+           'transfer_run', 'convergence_step', 'fid_curve', 'evaluate_run', 'default_workers', 'run_row', 'run_plan',
+           'build_shared']
 
 # %% ../nbs/60_pipeline.ipynb #7486200d
 DATA_PRESETS = dict(quick=dict(n_train=64, n_val=16, size=32), standard=dict(n_train=1000, n_val=200, size=64))
@@ -47,12 +48,16 @@ def synth_data(like: str, preset: str = 'quick', seed: int = 0, progress: bool =
     return root
 
 # %% ../nbs/60_pipeline.ipynb #8a3d3cdf
+def source_dir(like: str, preset: str = 'quick', seed: int = 0, data: str | Path | None = None, **overrides):
+    "(run folder, data root, TrainConfig) of the source model of `like` on `data` (default: `synth_data(like, preset)`); trains nothing."
+    data = Path(data) if data is not None else synth_data(like, preset)
+    cfg = train_config(like, preset, seed=seed, **overrides)
+    return pipeline_root()/'source'/f'{like}_{preset}_{config_hash(dict(cfg=to_jsonable(cfg), data=str(data.resolve())))}', data, cfg
+
 def source_run(like: str, preset: str = 'quick', seed: int = 0, data: str | Path | None = None, progress: bool = False,
                device: str = 'auto', **overrides) -> Path:
     "Run folder of the (cached) OASIS source model trained on `data` (default: `synth_data(like, preset)`)."
-    data = Path(data) if data is not None else synth_data(like, preset)
-    cfg = train_config(like, preset, seed=seed, **overrides)
-    out = pipeline_root()/'source'/f'{like}_{preset}_{config_hash(dict(cfg=to_jsonable(cfg), data=str(data.resolve())))}'
+    out, data, cfg = source_dir(like, preset, seed, data, **overrides)
     if _done(out) is None:
         tr = train_source(data, cfg, out, device=device, progress=progress)
         atomic_write(out/'done.json', json.dumps(dict(step=tr.step_done, data=str(data)), indent=1) + '\n')
@@ -101,6 +106,12 @@ def segmenter(like: str, preset: str = 'quick', roots: dict | None = None, devic
     "The cached evaluation segmenter of `like` at `preset` (trained on first use); its real-image val mIoU is `.val`."
     from cat_nb.segmenter import segmenter_for
     return segmenter_for(data_root(like, preset, roots), like, image_size(like, preset), preset, device=device, progress=progress)
+
+def segmenter_cached(like: str, preset: str = 'quick', roots: dict | None = None) -> bool:
+    "Whether `segmenter(like, preset, roots)` is trained already (it would only be loaded)."
+    from cat_nb.segmenter import segmenter_config, segmenter_dir
+    root = data_root(like, preset, roots)
+    return (segmenter_dir(root, segmenter_config(like, preset, size=image_size(like, preset)))/'segmenter.pt').exists()
 
 # %% ../nbs/60_pipeline.ipynb #caf8e73a
 AFFINITIES = ('random', 'text', 'segmentation', 'vision', 'combination')
@@ -363,3 +374,27 @@ def run_plan(specs, preset: str = 'quick', roots: dict | None = None, device: st
         raise RuntimeError(f"{len(errors)} of {len(specs)} runs failed ({msg}); finished runs are cached, rerun to retry") from next(iter(errors.values()))
     first = {d: rows[s] for d, s in dirs.items()}                  # a row per spec, with the spec's own labels
     return pd.DataFrame([run_row(s, preset, d, first[d]) for s, d in zip(specs, spec_dirs)])
+
+# %% ../nbs/60_pipeline.ipynb #fd38a58e
+def _build_one(kind: str, like: str, preset: str, roots, device) -> float:
+    t0 = time.perf_counter()
+    if kind == 'source': source_for(like, preset, roots, device=device)
+    else: segmenter(like, preset, roots, device)
+    return round(time.perf_counter() - t0, 1)
+
+def build_shared(sources, targets=(), preset: str = 'quick', roots: dict | None = None, device: str = 'auto', workers: int = 0,
+                 progress: bool = False) -> dict:
+    """Train the missing source models of `sources` and evaluation segmenters of `sources` + `targets` side by side: `workers`
+    processes (default `default_workers`), one thread each on the CPU, source models first. {(kind, like): seconds} of what it built."""
+    data = lambda l: roots[l] if roots and roots.get(l) else None
+    todo = [('source', l) for l in dict.fromkeys(sources) if _done(source_dir(l, preset, data=data(l))[0]) is None]
+    todo += [('segmenter', l) for l in dict.fromkeys([*sources, *targets]) if not segmenter_cached(l, preset, roots)]
+    workers = min(workers or default_workers(device), len(todo))
+    if progress and todo: print(f"building {', '.join(f'{k} {l}' for k, l in todo)} ({preset}; {max(workers, 1)} process(es)) ...", flush=True)
+    if workers <= 1: return {t: _build_one(*t, preset, roots, device) for t in todo}
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    threads = max(1, (os.cpu_count() or 1) // workers) if get_device(device).type == 'cpu' else 1
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn'), initializer=_init_worker, initargs=(threads,)) as ex:
+        futs = {t: ex.submit(_build_one, *t, preset, roots, device) for t in todo}
+        return {t: f.result() for t, f in futs.items()}

@@ -16,11 +16,12 @@ from .pipeline import RunSpec, AFFINITIES
 # %% auto #0
 __all__ = ['SHORT', 'DIRECTIONS', 'TABLE2_METHODS', 'METHOD_LABELS', 'AFFINITY_LABELS', 'PLANS', 'FINETUNE_REPORTS',
            'TABLE4_ROWS', 'SPECS', 'STANDARD_COSTS', 'MICROBENCH_ITER_S', 'METRICS', 'RUN_COLUMNS', 'PAPER_NOTE',
-           'split_direction', 'direction_label', 'paper_numbers', 'schedule', 'plan', 'specs_table1', 'specs_table2',
-           'specs_table3', 'specs_table4', 'specs_figure3', 'specs_figure4', 'unique_specs', 'estimate_plan',
-           'aggregate', 'fmt', 'paper_table', 'compare', 'rank_agreement', 'data_label', 'comparison_markdown',
-           'save_runs', 'save_markdown', 'table_report', 'bar_comparison', 'sample_grid_figure', 'sweep_figure',
-           'ground_truth', 'notebook_sha', 'mark_finished', 'notebook_title', 'parse_literal', 'write_summary']
+           'split_direction', 'direction_label', 'paper_numbers', 'schedule', 'plan', 'shared_likes', 'specs_table1',
+           'specs_table2', 'specs_table3', 'specs_table4', 'specs_figure3', 'specs_figure4', 'unique_specs',
+           'estimate_plan', 'aggregate', 'fmt', 'paper_table', 'compare', 'rank_agreement', 'data_label',
+           'comparison_markdown', 'save_runs', 'save_markdown', 'table_report', 'bar_comparison', 'sample_grid_figure',
+           'sweep_figure', 'ground_truth', 'notebook_sha', 'mark_finished', 'notebook_title', 'parse_literal',
+           'write_summary']
 
 # %% ../nbs/61_reports.ipynb #f6c4c540
 SHORT = dict(ade20k='ADE', cocostuff='COCO', cityscapes='Cityscapes')
@@ -152,6 +153,15 @@ def plan(report: str, preset: str, iters: int | None = None, **given) -> dict:
             if report == 'figure4' and given.get('eval_every') is None: p['eval_every'] = max(1, int(iters) // 5)   # ~6 points per curve
     elif iters is not None: raise ValueError(f"report {report} trains nothing; it takes no iters")
     return p
+
+def shared_likes(reports, preset: str, directions=None, likes: str = 'ade20k,cocostuff') -> tuple[list[str], list[str]]:
+    "(sources, targets) whose source models and segmenters `reports` need at `preset`; `directions`/`likes`: the reports' parameters if given."
+    src, tgt = [], []
+    for r in reports:
+        if r == 'source_models': src += [l.strip() for l in likes.split(',') if l.strip()]
+        for d in (directions or PLANS.get(r, {}).get(preset, {}).get('directions', [])):
+            s, t = split_direction(d); src.append(s); tgt.append(t)
+    return list(dict.fromkeys(src)), list(dict.fromkeys(tgt))
 
 # %% ../nbs/61_reports.ipynb #bfa33dfe
 TABLE4_ROWS = ((False, False, False, False), (True, False, False, False), (True, True, False, False),
