@@ -138,12 +138,13 @@ def reproduce(argv: list[str] = ()) -> int:
     out = Path(a.out) if a.out else rdir/'out'/a.preset; out.mkdir(parents=True, exist_ok=True)
     from cat_nb.reports import shared_likes
     from cat_nb.pipeline import build_shared
+    t_all = time.time()
     try:                                               # source models and segmenters side by side, before the reports need them
         srcs, tgts = shared_likes([p.stem for p in nbs], a.preset, extra.get('directions'), extra.get('likes', 'ade20k,cocostuff'))
         built = build_shared(srcs, tgts, a.preset, extra.get('data_roots'), progress=True)
         if built: print('built: ' + ', '.join(f'{k} {l} in {s:.0f}s' for (k, l), s in built.items()), flush=True)
     except Exception as e: print(f'shared artefacts not prebuilt ({type(e).__name__}: {e}); each report builds what it needs', file=sys.stderr)
-    rows, t_all = [], time.time()
+    rows = []
     for i, nb in enumerate(nbs, 1):
         dst, wd = out/nb.name, out/nb.stem
         declared = pm.inspect_notebook(str(nb))
