@@ -111,6 +111,27 @@ def _earlier(out: Path, nbs, title) -> list[dict]:
                          seconds=md['cat_nb']['seconds'], cpu=md['cat_nb']['cpu_seconds'], error='', params=_shown(md['papermill'].get('parameters', {}))))
     return rows
 
+def _cpu() -> float:
+    "CPU seconds of this process and its finished children."
+    import resource
+    return sum(resource.getrusage(w).ru_utime for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+
+def _prebuild(reports, params_of: dict, preset: str, extra: dict) -> dict:
+    """Everything the `reports` will ask the pipeline for, built side by side before any of them runs: source models and segmenters,
+    affinities, then every transfer run of every report in one `run_plan` (no core idles at a report's last run). {'runs': count}."""
+    from cat_nb.reports import shared_likes, report_work
+    from cat_nb.pipeline import build_shared, build_affinities, run_plan
+    roots, device, workers = extra.get('data_roots'), extra.get('device', 'auto'), extra.get('workers', 0)
+    srcs, tgts = shared_likes(reports, preset, extra.get('directions'), extra.get('likes', 'ade20k,cocostuff'))
+    built = build_shared(srcs, tgts, preset, roots, device, workers, progress=True)
+    if built: print('built: ' + ', '.join(f'{k} {l} in {s:.0f}s' for (k, l), s in built.items()), flush=True)
+    specs, affs = report_work({r: params_of[r] for r in reports}, preset)
+    build_affinities(affs, preset, roots, device, workers, progress=True)
+    if specs:
+        print(f'every report\'s transfer runs: {len(specs)} distinct (cached ones are read, not rerun) ...', flush=True)
+        run_plan(specs, preset, roots, device, workers)
+    return dict(runs=len(specs))
+
 def reproduce(argv: list[str] = ()) -> int:
     "Run the report notebooks with papermill into `reports/out/<preset>/` and write `SUMMARY.md`."
     ap = argparse.ArgumentParser(prog='cat-nb reproduce', description=reproduce.__doc__)
@@ -136,21 +157,19 @@ def reproduce(argv: list[str] = ()) -> int:
         if unknown: ap.error(f"unknown report(s) {sorted(unknown)}; available: {[p.stem for p in nbs]}")
         nbs = [p for p in nbs if p.stem in a.only]
     out = Path(a.out) if a.out else rdir/'out'/a.preset; out.mkdir(parents=True, exist_ok=True)
-    from cat_nb.reports import shared_likes
-    from cat_nb.pipeline import build_shared
-    t_all = time.time()
-    try:                                               # source models and segmenters side by side, before the reports need them
-        srcs, tgts = shared_likes([p.stem for p in nbs], a.preset, extra.get('directions'), extra.get('likes', 'ade20k,cocostuff'))
-        built = build_shared(srcs, tgts, a.preset, extra.get('data_roots'), progress=True)
-        if built: print('built: ' + ', '.join(f'{k} {l} in {s:.0f}s' for (k, l), s in built.items()), flush=True)
-    except Exception as e: print(f'shared artefacts not prebuilt ({type(e).__name__}: {e}); each report builds what it needs', file=sys.stderr)
+    params_of = {nb.stem: dict(preset=a.preset, out_dir=str((out/nb.stem).resolve()))
+                          | {k: v for k, v in extra.items() if k in pm.inspect_notebook(str(nb))} for nb in nbs}
+    todo = [nb.stem for nb in nbs if a.force or not _finished(out/nb.name, params_of[nb.stem], nb)]
+    t_all, c_all = time.time(), _cpu()
+    try: shared = _prebuild(todo, params_of, a.preset, extra)
+    except Exception as e:
+        shared = None; print(f'shared artefacts not all prebuilt ({type(e).__name__}: {e}); each report builds what it needs, or shows the error', file=sys.stderr)
+    if shared is not None: shared.update(seconds=time.time() - t_all, cpu=_cpu() - c_all)
     rows = []
     for i, nb in enumerate(nbs, 1):
-        dst, wd = out/nb.name, out/nb.stem
-        declared = pm.inspect_notebook(str(nb))
-        params = dict(preset=a.preset, out_dir=str(wd.resolve())) | {k: v for k, v in extra.items() if k in declared}
+        dst, wd, params = out/nb.name, out/nb.stem, params_of[nb.stem]
         row = dict(name=nb.stem, title=notebook_title(nb), status='ran', seconds=0.0, cpu=0.0, error='', params=_shown(params))
-        if not a.force and _finished(dst, params, nb):
+        if nb.stem not in todo:
             meta = json.loads(dst.read_text())['metadata']['cat_nb']
             print(f'[{i}/{len(nbs)}] {nb.stem}: already done, skipped'); rows.append(row | dict(status='cached', seconds=meta['seconds'], cpu=meta['cpu_seconds'])); continue
         wd.mkdir(exist_ok=True); t0, c0 = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
@@ -165,7 +184,7 @@ def reproduce(argv: list[str] = ()) -> int:
         rows.append(row)
     failed, n = [r['name'] for r in rows if r['status'] == 'failed'], len(rows)
     rows += _earlier(out, [p for p in all_nbs if p.stem not in {r['name'] for r in rows}], notebook_title)
-    s = write_summary(out, a.preset, sorted(rows, key=lambda r: r['name']), time.time() - t_all)
+    s = write_summary(out, a.preset, sorted(rows, key=lambda r: r['name']), time.time() - t_all, shared)
     print(f'done: {n - len(failed)} of {n} report(s) in {time.time() - t_all:.0f}s; executed notebooks, tables and figures in {out.resolve()}\nsummary: {s.resolve()}')
     if failed: print(f'failed: {", ".join(failed)} (rerun the same command: finished runs are cached)', file=sys.stderr)
     return 1 if failed else 0

@@ -18,9 +18,9 @@ from .train import train_config, train_source
 # %% auto #0
 __all__ = ['DATA_PRESETS', 'AFFINITIES', 'AFFINITY_SETTINGS', 'RUN_SCHEDULES', 'EVAL_VERSION', 'pipeline_root', 'synth_data',
            'source_dir', 'source_run', 'data_root', 'image_size', 'dataset', 'source_for', 'target_subset', 'segmenter',
-           'segmenter_cached', 'source_mask', 'training_free_fid', 'affinity', 'RunSpec', 'run_dir', 'run_spec',
-           'transfer_run', 'convergence_step', 'fid_curve', 'evaluate_run', 'default_workers', 'run_row', 'run_plan',
-           'build_shared']
+           'segmenter_cached', 'source_mask', 'affinity_path', 'training_free_fid', 'affinity', 'RunSpec', 'run_dir',
+           'run_spec', 'transfer_run', 'convergence_step', 'fid_curve', 'evaluate_run', 'default_workers',
+           'build_shared', 'build_affinities', 'run_row', 'run_plan']
 
 # %% ../nbs/60_pipeline.ipynb #7486200d
 DATA_PRESETS = dict(quick=dict(n_train=64, n_val=16, size=32), standard=dict(n_train=1000, n_val=200, size=64))
@@ -127,7 +127,16 @@ def source_mask(like: str, preset: str = 'quick', roots: dict | None = None) -> 
         keep = np.zeros_like(m); keep[[int(k) for k in json.loads((root/'concepts.json').read_text())['classes']]] = True; m &= keep
     return m
 
-def _aff_path(source, target, method, preset, key) -> Path:
+def _aff_key(source, target, method, preset, seed, n_images, roots) -> dict:
+    uses_subset = method in ('segmentation', 'vision', 'combination')
+    return dict(v=1, source=source, target=target, method=method, preset=preset, seed=seed if method == 'random' else 0,
+                n_images=n_images if uses_subset else None, settings=AFFINITY_SETTINGS[preset] if method in ('vision', 'combination') else None,
+                roots={k: str(data_root(k, preset, roots).resolve()) for k in (source, target)} if method != 'random' else None)
+
+def affinity_path(source: str, target: str, method: str = 'combination', preset: str = 'quick', seed: int = 0,
+                  n_images: int | None = 100, roots: dict | None = None) -> Path:
+    "Where `affinity` caches this matrix (`.npy`, with a `.json` sidecar); computes nothing (the SynthScenes data it names excepted)."
+    key = _aff_key(source, target, method, preset, seed, n_images, roots)
     return pipeline_root()/'affinity'/f'{source}2{target}_{method}_{preset}_{config_hash(key)}.npy'
 
 # %% ../nbs/60_pipeline.ipynb #1373f589
@@ -145,12 +154,8 @@ def affinity(source: str, target: str, method: str = 'combination', preset: str 
     from cat_nb.affinity import Affinity, random_affinity, majority_vote
     check_like(source); check_like(target)
     if method not in AFFINITIES: raise ValueError(f"unknown affinity {method!r}; choose from {', '.join(AFFINITIES)}")
-    st = AFFINITY_SETTINGS[preset]
-    uses_subset = method in ('segmentation', 'vision', 'combination')
-    key = dict(v=1, source=source, target=target, method=method, preset=preset, seed=seed if method == 'random' else 0,
-               n_images=n_images if uses_subset else None, settings=st if method in ('vision', 'combination') else None,
-               roots={k: str(data_root(k, preset, roots).resolve()) for k in (source, target)} if method != 'random' else None)
-    path = _aff_path(source, target, method, preset, key)
+    st, key = AFFINITY_SETTINGS[preset], _aff_key(source, target, method, preset, seed, n_images, roots)
+    path = affinity_path(source, target, method, preset, seed, n_images, roots)
     if path.exists() and path.with_suffix('.json').exists(): return Affinity.load(path)
     t0 = time.perf_counter()
     if method == 'random': aff = random_affinity(target, source, seed=seed)
@@ -217,16 +222,21 @@ class RunSpec:
         if self.affinity not in (None, 'random'): raise ValueError(f"method {self.method!r} (cat_init={self.cat_init}) starts from a random affinity; got affinity={self.affinity!r}")
         return 'random'
 
+    def given_affinity(self) -> str | None:
+        "The cached affinity (`affinity`) the run reads; None when the transfer makes its own random layer, or has no source model."
+        from cat_nb.transfer import METHODS
+        given = self.training_free or (METHODS[self.method].affinity == 'given' and self.cat_init is not False)
+        return self.resolved_affinity() if given else None
+
 # %% ../nbs/60_pipeline.ipynb #e7203d92
 def _run_config(spec: RunSpec, preset: str, roots: dict | None, device: str):
     "(TransferConfig, source folder or None, A or None, data root, subset names) of a spec; builds affinities and sources on the way."
     from cat_nb.transfer import transfer_config, affinity_sha, METHODS
     check_like(spec.source); check_like(spec.target)
-    aff = spec.resolved_affinity()
+    aff = spec.given_affinity()
     src = source_for(spec.source, preset, roots, device=device) if METHODS[spec.method].pretrained else None
     A, prov = None, ''
-    given = spec.training_free or (METHODS[spec.method].affinity == 'given' and spec.cat_init is not False)
-    if given:
+    if aff:
         A = affinity(spec.source, spec.target, aff, preset, spec.seed, spec.n_images, roots, device).A
         prov = f'{aff}:sha={affinity_sha(A)}'
     elif src is not None: prov = f'random:{spec.seed}'
@@ -310,12 +320,71 @@ def evaluate_run(run, preset: str = 'quick', roots: dict | None = None, device: 
     atomic_write(p, json.dumps(to_jsonable(res), indent=1) + '\n')
     return {**res, 'iterations': it}
 
-# %% ../nbs/60_pipeline.ipynb #5104c960
+# %% ../nbs/60_pipeline.ipynb #fd38a58e
 def default_workers(device: str = 'auto') -> int:
-    "Processes for `run_plan`: 1 on a GPU, else the CPU cores (at most 8)."
+    "Processes for `run_plan` and the builders: 1 on a GPU, else the CPU cores (at most 8)."
     if get_device(device).type != 'cpu': return 1
     return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1))
 
+def _init_worker(threads: int):
+    import torch; torch.set_num_threads(threads)
+
+def _pool(workers: int, device: str):
+    "`workers` spawned processes, each with an equal share of the CPU's threads (1 thread on a GPU)."
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    threads = max(1, (os.cpu_count() or 1) // workers) if get_device(device).type == 'cpu' else 1
+    return ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn'), initializer=_init_worker, initargs=(threads,))
+
+def _side_by_side(fn, jobs: list, preset: str, roots, device: str, workers: int) -> dict:
+    "{job: fn(*job, preset, roots, device)}, run in `workers` processes (in this one when 1), started in `jobs` order."
+    workers = min(workers or default_workers(device), len(jobs))
+    if workers <= 1: return {j: fn(*j, preset, roots, device) for j in jobs}
+    with _pool(workers, device) as ex:
+        futs = {j: ex.submit(fn, *j, preset, roots, device) for j in jobs}
+        return {j: f.result() for j, f in futs.items()}
+
+def _build_one(kind: str, like: str, preset: str, roots, device) -> float:
+    t0 = time.perf_counter()
+    if kind == 'source': source_for(like, preset, roots, device=device)
+    else: segmenter(like, preset, roots, device)
+    return round(time.perf_counter() - t0, 1)
+
+def build_shared(sources, targets=(), preset: str = 'quick', roots: dict | None = None, device: str = 'auto', workers: int = 0,
+                 progress: bool = False) -> dict:
+    """Train the missing source models of `sources` and evaluation segmenters of `sources` + `targets` side by side: `workers`
+    processes (default `default_workers`), one thread each on the CPU, source models first. {(kind, like): seconds} of what it built."""
+    data = lambda l: roots[l] if roots and roots.get(l) else None
+    for l in dict.fromkeys([*sources, *targets]): data_root(l, preset, roots)          # SynthScenes sets here, not in racing workers
+    todo = [('source', l) for l in dict.fromkeys(sources) if _done(source_dir(l, preset, data=data(l))[0]) is None]
+    todo += [('segmenter', l) for l in dict.fromkeys([*sources, *targets]) if not segmenter_cached(l, preset, roots)]
+    if progress and todo: print(f"building {', '.join(f'{k} {l}' for k, l in todo)} ({preset}) ...", flush=True)
+    return _side_by_side(_build_one, todo, preset, roots, device, workers)
+
+def _build_affinity(source, target, method, seed, n_images, preset, roots, device) -> float:
+    t0 = time.perf_counter(); affinity(source, target, method, preset, seed, n_images, roots, device)
+    return round(time.perf_counter() - t0, 1)
+
+def build_affinities(jobs, preset: str = 'quick', roots: dict | None = None, device: str = 'auto', workers: int = 0,
+                     progress: bool = False) -> dict:
+    """Build the missing affinity matrices of `jobs` [(source, target, method, seed, n_images), ...] side by side (after the source
+    models and segmenters they read): the estimators first, then the combinations. {job: seconds} of what it built, one job per file."""
+    jobs = list(dict.fromkeys(tuple(j) for j in jobs))
+    combos = [j for j in jobs if j[2] == 'combination']
+    if combos or any(j[2] == 'segmentation' for j in jobs):
+        build_shared([j[0] for j in combos], [j[0] for j in jobs if j[2] == 'segmentation'], preset, roots, device, workers, progress)
+    built = {}
+    for round_ in ([j for j in jobs if j[2] != 'combination'] + [(s, t, m, 0, n) for s, t, _, _, n in combos for m in ('text', 'segmentation', 'vision')],
+                   combos):
+        todo = {}
+        for j in round_:
+            p = affinity_path(j[0], j[1], j[2], preset, j[3], j[4], roots)
+            if not (p.exists() and p.with_suffix('.json').exists()): todo.setdefault(p, j)
+        if progress and todo: print(f"building {len(todo)} affinity matrices ({', '.join(sorted({j[2] for j in todo.values()}))}; {preset}) ...", flush=True)
+        built |= _side_by_side(_build_affinity, list(todo.values()), preset, roots, device, workers)
+    return built
+
+# %% ../nbs/60_pipeline.ipynb #5104c960
 def run_row(spec: RunSpec, preset: str, run: Path, ev: dict) -> dict:
     "One long-format row: what was run and what it measured."
     from cat_nb.transfer import transfer_config_from_dict
@@ -331,35 +400,35 @@ def _execute(spec: RunSpec, preset: str, roots, device: str) -> dict:
     run = run_spec(spec, preset, roots, device)
     return run_row(spec, preset, run, evaluate_run(run, preset, roots, device))
 
-def _init_worker(threads: int):
-    import torch; torch.set_num_threads(threads)
+def _longest_first(s: RunSpec) -> tuple:
+    return (s.training_free, not dict(s.overrides).get('eval_every'))     # periodic FID, then finetuned, then training-free
 
 def run_plan(specs, preset: str = 'quick', roots: dict | None = None, device: str = 'auto', workers: int = 0,
              progress: bool = True):
     "Train/evaluate (or read from the cache) every `RunSpec` of `specs`; a DataFrame with one row per spec, in order."
     import pandas as pd
     from tqdm.auto import tqdm
+    from concurrent.futures import as_completed
+    from concurrent.futures.process import BrokenProcessPool
+    from cat_nb.transfer import METHODS
     specs = list(specs)
     workers = workers or default_workers(device)
-    dirs, spec_dirs, targets = {}, [], set()
-    for s in tqdm(specs, desc='shared artefacts', disable=not progress, leave=False):
+    build_shared([s.source for s in specs if METHODS[s.method].pretrained], [s.target for s in specs], preset, roots, device, workers, progress)
+    build_affinities([(s.source, s.target, a, s.seed, s.n_images) for s in specs if (a := s.given_affinity())], preset, roots, device, workers, progress)
+    dirs, spec_dirs = {}, []
+    for s in tqdm(specs, desc='run folders', disable=not progress, leave=False):
         spec_dirs.append(run_dir(s, preset, roots, device)); dirs.setdefault(spec_dirs[-1], s)   # one run per folder
-        if s.target not in targets: segmenter(s.target, preset, roots, device); targets.add(s.target)
     rows, errors = {}, {}
     cached = [s for d, s in dirs.items() if _done(d) is not None and (d/'pipeline_eval.json').exists()]
-    todo = [s for s in dirs.values() if s not in cached]
+    todo = sorted((s for s in dirs.values() if s not in cached), key=_longest_first)
     here = cached + (todo if workers == 1 or len(todo) <= 1 else [])         # cached rows (and a lone run) in this process
     for s in tqdm(here, desc=f'runs ({preset}, {len(cached)} cached)', disable=not progress or not here):
         try: rows[s] = _execute(s, preset, roots, device)
         except Exception as e: errors[s] = e
     if workers > 1 and len(todo) > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-        from concurrent.futures.process import BrokenProcessPool
-        threads = max(1, (os.cpu_count() or 1) // workers) if get_device(device).type == 'cpu' else 1
         for attempt in range(2):                                # a worker killed from outside (OOM, signal) breaks the pool: retry once
             broken = []
-            with ProcessPoolExecutor(min(workers, len(todo)), mp_context=mp.get_context('spawn'), initializer=_init_worker, initargs=(threads,)) as ex:
+            with _pool(min(workers, len(todo)), device) as ex:
                 futs = {ex.submit(_execute, s, preset, roots, device): s for s in todo}
                 for f in tqdm(as_completed(futs), total=len(futs), desc=f'runs ({preset}, {workers} processes)', disable=not progress):
                     try: rows[futs[f]] = f.result()
@@ -374,27 +443,3 @@ def run_plan(specs, preset: str = 'quick', roots: dict | None = None, device: st
         raise RuntimeError(f"{len(errors)} of {len(specs)} runs failed ({msg}); finished runs are cached, rerun to retry") from next(iter(errors.values()))
     first = {d: rows[s] for d, s in dirs.items()}                  # a row per spec, with the spec's own labels
     return pd.DataFrame([run_row(s, preset, d, first[d]) for s, d in zip(specs, spec_dirs)])
-
-# %% ../nbs/60_pipeline.ipynb #fd38a58e
-def _build_one(kind: str, like: str, preset: str, roots, device) -> float:
-    t0 = time.perf_counter()
-    if kind == 'source': source_for(like, preset, roots, device=device)
-    else: segmenter(like, preset, roots, device)
-    return round(time.perf_counter() - t0, 1)
-
-def build_shared(sources, targets=(), preset: str = 'quick', roots: dict | None = None, device: str = 'auto', workers: int = 0,
-                 progress: bool = False) -> dict:
-    """Train the missing source models of `sources` and evaluation segmenters of `sources` + `targets` side by side: `workers`
-    processes (default `default_workers`), one thread each on the CPU, source models first. {(kind, like): seconds} of what it built."""
-    data = lambda l: roots[l] if roots and roots.get(l) else None
-    todo = [('source', l) for l in dict.fromkeys(sources) if _done(source_dir(l, preset, data=data(l))[0]) is None]
-    todo += [('segmenter', l) for l in dict.fromkeys([*sources, *targets]) if not segmenter_cached(l, preset, roots)]
-    workers = min(workers or default_workers(device), len(todo))
-    if progress and todo: print(f"building {', '.join(f'{k} {l}' for k, l in todo)} ({preset}; {max(workers, 1)} process(es)) ...", flush=True)
-    if workers <= 1: return {t: _build_one(*t, preset, roots, device) for t in todo}
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-    threads = max(1, (os.cpu_count() or 1) // workers) if get_device(device).type == 'cpu' else 1
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn'), initializer=_init_worker, initargs=(threads,)) as ex:
-        futs = {t: ex.submit(_build_one, *t, preset, roots, device) for t in todo}
-        return {t: f.result() for t, f in futs.items()}

@@ -18,7 +18,7 @@ __all__ = ['SHORT', 'DIRECTIONS', 'TABLE2_METHODS', 'METHOD_LABELS', 'AFFINITY_L
            'TABLE4_ROWS', 'SPECS', 'STANDARD_COSTS', 'MICROBENCH_ITER_S', 'METRICS', 'RUN_COLUMNS', 'PAPER_NOTE',
            'split_direction', 'direction_label', 'paper_numbers', 'schedule', 'plan', 'shared_likes', 'specs_table1',
            'specs_table2', 'specs_table3', 'specs_table4', 'specs_figure3', 'specs_figure4', 'unique_specs',
-           'estimate_plan', 'aggregate', 'fmt', 'paper_table', 'compare', 'rank_agreement', 'data_label',
+           'report_work', 'estimate_plan', 'aggregate', 'fmt', 'paper_table', 'compare', 'rank_agreement', 'data_label',
            'comparison_markdown', 'save_runs', 'save_markdown', 'table_report', 'bar_comparison', 'sample_grid_figure',
            'sweep_figure', 'ground_truth', 'notebook_sha', 'mark_finished', 'notebook_title', 'parse_literal',
            'write_summary']
@@ -214,6 +214,17 @@ def unique_specs(reports=FINETUNE_REPORTS, preset: str = 'standard', plans: dict
         p = dict((plans or {}).get(r) or plan(r, preset)); p.pop('n_maps', None)
         out += SPECS[r](**p)
     return list(dict.fromkeys(out))
+
+def report_work(params: dict, preset: str) -> tuple[list[RunSpec], list[tuple]]:
+    """What reports will ask the pipeline for, from {report: the parameters its notebook gets}: (every distinct `RunSpec`, the affinity
+    report's jobs (source, target, method, seed, n_images)). Reports without a plan (source_models) add nothing."""
+    plans, affs = {}, []
+    for r, ps in params.items():
+        if r not in PLANS: continue
+        p = plan(r, preset, ps.get('iters'), **{k: ps.get(k) for k in PLANS[r][preset]})
+        if r in SPECS: plans[r] = p
+        else: affs += [(*split_direction(d), a, 0, p['n_images']) for d in p['directions'] for a in p['affinities']]
+    return unique_specs(list(plans), preset, plans), list(dict.fromkeys(affs))
 
 def _iter_kind(s: RunSpec) -> str:
     if s.method == 'scratch': return 'scratch'
@@ -440,14 +451,18 @@ def parse_literal(kv: str, what: str = '-p') -> tuple[str, object]:
     try: return k, ast.literal_eval(v)
     except (ValueError, SyntaxError): return k, v
 
-def write_summary(out, preset: str, rows: list[dict], wall: float) -> Path:
+def write_summary(out, preset: str, rows: list[dict], wall: float, shared: dict | None = None) -> Path:
     """SUMMARY.md in `out`: a table of the reports (`rows`: name, title, status, seconds, cpu, error, optional params: the non-default
-    report parameters), then each report's page and figures. Rows with status 'earlier call...' were finished by an earlier call."""
+    report parameters), then each report's page and figures. Rows with status 'earlier call...' were finished by an earlier call.
+    `shared`: {seconds, cpu, runs} of the artefacts and runs built for all reports before the first one ran."""
     out = Path(out)
     earlier = sum(r['status'].startswith('earlier call') for r in rows)
+    pre = (f" of which {shared['seconds']:.0f} s (CPU {shared['cpu']:.0f} s) went to building what the reports share before the first "
+           f"one ran: source models, segmenters, affinities and the {shared['runs']} distinct transfer runs (cached ones read)"
+           if shared and shared['seconds'] >= 1 else '')
     L = [f'# cat_nb reports, preset `{preset}`', '',
          f"{sum(r['status'] != 'failed' for r in rows)} of {len(rows)} reports done"
-         + (f" ({earlier} by earlier calls into this folder)" if earlier else '') + f"; this call took {wall:.0f} s. "
+         + (f" ({earlier} by earlier calls into this folder)" if earlier else '') + f"; this call took {wall:.0f} s{pre}. "
          'Each executed notebook is the record of its report; each report folder holds its runs (`<name>.csv`, one row per run), '
          "the aggregated table next to the paper's numbers (`<name>.md`) and its figures.", '',
          '| report | reproduces | status | parameters | seconds (wall / CPU) | files |', '|---|---|---|---|---|---|']

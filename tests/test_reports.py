@@ -55,6 +55,7 @@ def test_table1_end_to_end_with_papermill(tmp_path):
     assert (out/'table1'/'table1.png').stat().st_size > 0
     summary = (out/'SUMMARY.md').read_text()
     assert '[table1](table1.ipynb)' in summary and 'Table 1' in summary
+    assert "every report's transfer runs: 2 distinct" in r.stdout and 'the 2 distinct transfer runs' in summary   # built before the report ran
     r2, sec2 = _reproduce(tmp_path, *args)
     assert r2.returncode == 0 and 'already done, skipped' in r2.stdout, r2.stdout[-2000:]
     print(f'table1 (reduced plan): {sec:.0f}s, cached rerun {sec2:.0f}s')
@@ -63,6 +64,7 @@ def test_table1_end_to_end_with_papermill(tmp_path):
 def test_reproduce_rejects_bad_report_parameter_values(tmp_path):
     r, _ = _reproduce(tmp_path, '--only', 'table1', '-p', "directions=['coco->ade']")
     assert r.returncode == 1 and 'table1' in r.stderr and 'unknown' in (tmp_path/'out'/'SUMMARY.md').read_text()
+    assert 'not all prebuilt' in r.stderr                       # the prebuild says so too, and the report shows the error
 
 
 @pytest.mark.slow
