@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {  # name: ('module:function', one-line h
     'affinity':  ('cat_nb.affinity:affinity_cli', 'class affinity matrix target x source: text, features, segmentation, combination, random'),
     'model-info': ('cat_nb.oasis:model_info_cli', 'OASIS G/D parameter counts and state_dict listing for a dataset and preset'),
     'train-source': ('cat_nb.train:train_source_cli', 'train (or resume) an OASIS source model on a dataset'),
+    'adopt-source': ('cat_nb.pipeline:adopt_source_cli', "use your own (or the official OASIS) source model in the reports instead of training one"),
     'weights':   ('cat_nb.weights:weights_cli',     'check (default) or --provision the pretrained FID/LPIPS weights in the torch hub cache'),
     'segmenter': ('cat_nb.segmenter:segmenter_cli', 'train/cache the evaluation segmenter of a dataset and print its val mIoU'),
     'evaluate':  ('cat_nb.metrics:evaluate_cli',    'FID, KID, mIoU, LPIPS and MS-SSIM diversity of a trained run, as JSON'),

@@ -17,10 +17,10 @@ from .train import train_config, train_source
 
 # %% auto #0
 __all__ = ['DATA_PRESETS', 'AFFINITIES', 'AFFINITY_SETTINGS', 'RUN_SCHEDULES', 'EVAL_VERSION', 'pipeline_root', 'synth_data',
-           'source_dir', 'source_run', 'data_root', 'image_size', 'dataset', 'source_for', 'target_subset', 'segmenter',
-           'segmenter_cached', 'source_mask', 'affinity_path', 'training_free_fid', 'affinity', 'RunSpec', 'run_dir',
-           'run_spec', 'transfer_run', 'convergence_step', 'fid_curve', 'evaluate_run', 'default_workers',
-           'build_shared', 'build_affinities', 'run_row', 'run_plan']
+           'source_dir', 'source_run', 'adopt_source', 'adopt_source_cli', 'data_root', 'image_size', 'dataset',
+           'source_for', 'target_subset', 'segmenter', 'segmenter_cached', 'source_mask', 'affinity_path',
+           'training_free_fid', 'affinity', 'RunSpec', 'run_dir', 'run_spec', 'transfer_run', 'convergence_step',
+           'fid_curve', 'evaluate_run', 'default_workers', 'build_shared', 'build_affinities', 'run_row', 'run_plan']
 
 # %% ../nbs/60_pipeline.ipynb #7486200d
 DATA_PRESETS = dict(quick=dict(n_train=64, n_val=16, size=32), standard=dict(n_train=1000, n_val=200, size=64))
@@ -62,6 +62,42 @@ def source_run(like: str, preset: str = 'quick', seed: int = 0, data: str | Path
         tr = train_source(data, cfg, out, device=device, progress=progress)
         atomic_write(out/'done.json', json.dumps(dict(step=tr.step_done, data=str(data)), indent=1) + '\n')
     return out
+
+# %% ../nbs/60_pipeline.ipynb #8e414828
+def adopt_source(like: str, preset: str, path, data: str | Path | None = None, which: str = 'latest') -> Path:
+    """Make the model at `path` (a `cat-nb train-source` run folder, a checkpoint file or an official OASIS checkpoint folder) the
+    cached source model of `like` at `preset` on `data` (default: the preset's SynthScenes set); returns the cached folder."""
+    from cat_nb.train import read_checkpoint
+    out, data, cfg = source_dir(like, preset, data=data)
+    st, src = read_checkpoint(path, which)
+    if 'transfer' in st: raise ValueError(f"{src} is a transfer run, not a source model")
+    have, want = to_jsonable(st.get('model') or {}), to_jsonable(cfg.model)
+    if have != want:
+        diff = {k: (have.get(k), want[k]) for k in want if have.get(k) != want[k]}
+        raise ValueError(f"{src} is not the {like} model the {preset!r} preset builds; differing fields (its, needed): {diff}")
+    if (d := _done(out)) is not None:
+        if d.get('adopted_from') == src: return out
+        raise FileExistsError(f"{out} already holds a source model ({'adopted from ' + d['adopted_from'] if d.get('adopted_from') else 'trained by the pipeline'}); "
+                              'delete that folder to adopt another one')
+    RunDir(out, cfg).save_checkpoint({k: st[k] for k in ('G', 'D', 'EMA', 'model')} | dict(step=cfg.iters, adopted_from=src), cfg.iters)
+    atomic_write(out/'done.json', json.dumps(dict(step=cfg.iters, data=str(data), adopted_from=src), indent=1) + '\n')
+    return out
+
+def adopt_source_cli(argv: list[str] | None = None) -> int:
+    "`cat-nb adopt-source`: use your own or the official OASIS source model in the reports instead of training one."
+    import argparse, sys
+    from cat_nb.data import LIKES
+    p = argparse.ArgumentParser(prog='cat-nb adopt-source', description=adopt_source.__doc__)
+    p.add_argument('--like', choices=LIKES, required=True, help='the source dataset the model was trained on')
+    p.add_argument('--preset', choices=('quick', 'standard', 'paper'), default='paper')
+    p.add_argument('--from', dest='path', required=True, type=Path, help='run folder, checkpoint file, or official folder with latest_{G,D,EMA}.pth')
+    p.add_argument('--which', default='latest', help="official checkpoints: latest | best | an iteration (default: latest)")
+    p.add_argument('--data', type=Path, help='the dataset root the reports will get (cat-nb reproduce --data LIKE=DIR); required at paper')
+    a = p.parse_args(argv)
+    if a.preset == 'paper' and a.data is None: p.error('--preset paper needs --data: the real dataset root the reports will read')
+    try: out = adopt_source(a.like, a.preset, a.path.expanduser(), a.data and a.data.expanduser(), a.which)
+    except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e: print(f'cat-nb adopt-source: {e}', file=sys.stderr); return 1
+    print(f'{a.path} is now the {a.like} source model at {a.preset}: {out}'); return 0
 
 # %% ../nbs/60_pipeline.ipynb #080ddf11
 def data_root(like: str, preset: str = 'quick', roots: dict | None = None) -> Path:

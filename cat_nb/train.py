@@ -20,8 +20,8 @@ from .losses import adv_loss, d_loss, labelmix_bits
 
 # %% auto #0
 __all__ = ['TrainConfig', 'train_config', 'dist_setup', 'allreduce_grads', 'ema_update', 'SeededItems', 'StepBatches',
-           'OASISTrainer', 'sample_grid', 'save_png', 'train_source', 'load_source', 'snapshots', 'load_snapshot',
-           'train_source_cli']
+           'OASISTrainer', 'sample_grid', 'save_png', 'train_source', 'official_checkpoint', 'read_checkpoint',
+           'load_source', 'snapshots', 'load_snapshot', 'train_source_cli']
 
 # %% ../nbs/32_train.ipynb #ea03ea35
 @dataclass
@@ -320,17 +320,40 @@ def train_source(data, cfg: TrainConfig, out, device='auto', progress: bool = Tr
     return tr
 
 # %% ../nbs/32_train.ipynb #61a9a913
-def load_source(run_or_ckpt, device='auto', which: str = 'EMA') -> tuple[nn.Module, nn.Module, OASISConfig]:
-    "(G or EMA, D, model config) from a run folder's newest checkpoint or a checkpoint file."
-    p = Path(run_or_ckpt)
-    if p.is_dir():
-        run = RunDir(p); ck = run.latest_checkpoint()
-        if ck is None: raise FileNotFoundError(f"{p} holds no checkpoint yet")
-        st, src = run.load_latest('cpu'), str(ck)
-    else:
-        try: st = torch.load(p, map_location='cpu', weights_only=False)
+def official_checkpoint(folder, which: str = 'latest') -> dict:
+    """The official OASIS checkpoint in `folder` (`<which>_G.pth`, `<which>_D.pth`, `<which>_EMA.pth`, as the official code saves
+    them) as a cat_nb checkpoint {G, D, EMA, model, official}: the `paper` architecture of the dataset D's N+1 outputs name."""
+    from cat_nb.data import NUM_IDS
+    folder = Path(folder); files = {k: folder/f'{which}_{k}.pth' for k in ('G', 'D', 'EMA')}
+    if missing := [p.name for p in files.values() if not p.exists()]:
+        raise FileNotFoundError(f"{folder} is not an official OASIS checkpoint folder: {', '.join(missing)} missing "
+                                f"(the official code writes checkpoints/<name>/models/{{latest|best|<iter>}}_{{G,D,EMA}}.pth)")
+    st = {}
+    for k, p in files.items():
+        try: st[k] = {n.removeprefix('module.'): v for n, v in torch.load(p, map_location='cpu', weights_only=True).items()}
         except Exception as e: raise RuntimeError(f"checkpoint {p} is unreadable ({e.__class__.__name__}: {e})") from e
-        src = str(p)
+    n = st['D']['layer_up_last.weight'].shape[0] - 1 if 'layer_up_last.weight' in st['D'] else None
+    like = next((l for l, m in NUM_IDS.items() if m == n), None)
+    if like is None: raise ValueError(f"{files['D']}: D has {n} semantic outputs (+1 fake); the OASIS datasets have {dict(NUM_IDS)}")
+    mc = oasis_config(like, 'paper'); G, D = build_oasis(mc)
+    for k, net in (('G', G), ('EMA', G), ('D', D)): load_oasis_state(net, st[k], str(files[k]))       # strict: the official layout
+    return dict(st, model=dataclasses.asdict(mc), official=str(folder.resolve()))
+
+def read_checkpoint(path, which: str = 'latest') -> tuple[dict, str]:
+    "(checkpoint dict, the file it came from) of a run folder (its newest checkpoint), a checkpoint file, or an official OASIS folder."
+    p = Path(path)
+    if p.is_dir() and not (p/'config.json').exists() and list(p.glob('*_G.pth')): return official_checkpoint(p, which), str(p)
+    if p.is_dir():
+        ck = RunDir(p).latest_checkpoint()
+        if ck is None: raise FileNotFoundError(f"{p} holds no checkpoint yet")
+        return RunDir(p).load_latest('cpu'), str(ck)
+    if not p.exists(): raise FileNotFoundError(f"no run folder, checkpoint file or official OASIS checkpoint folder at {p}")
+    try: return torch.load(p, map_location='cpu', weights_only=False), str(p)
+    except Exception as e: raise RuntimeError(f"checkpoint {p} is unreadable ({e.__class__.__name__}: {e})") from e
+
+def load_source(run_or_ckpt, device='auto', which: str = 'EMA') -> tuple[nn.Module, nn.Module, OASISConfig]:
+    "(G or EMA, D, model config) from a run folder's newest checkpoint, a checkpoint file or an official OASIS checkpoint folder."
+    st, src = read_checkpoint(run_or_ckpt)
     mc = OASISConfig(**st['model'])
     G, D = build_oasis(mc)
     load_oasis_state(G, st[which], f'{src}[{which}]'); load_oasis_state(D, st['D'], f'{src}[D]')

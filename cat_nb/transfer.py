@@ -19,7 +19,7 @@ from .oasis import (OASISConfig, oasis_config, OASISGenerator, OASISDiscriminato
                           sample_z, init_weights, load_oasis_state, n_params, LIKES, PRESETS, NUM_IDS, onehot_conv, check_ids,
                           resize_cond)
 from .train import (TrainConfig, train_config, OASISTrainer, SeededItems, StepBatches, save_png, _mix, _colorize,
-                          dist_setup, allreduce_grads, ema_update, _barrier)
+                          dist_setup, allreduce_grads, ema_update, _barrier, read_checkpoint)
 from .regularizers import (frozen_reference, cdc_loss, ssr_loss, add_d_heads, d_views, cdc_d_mode,
                                  anchor_points, anchor_noise, REGULARIZERS)
 
@@ -376,16 +376,8 @@ def build_transfer_models(cfg: TransferConfig, source: dict | None = None, affin
 
 # %% ../nbs/50_transfer.ipynb #5f97c2a1
 def read_source(run_or_ckpt) -> dict:
-    "A source OASIS training checkpoint (dict with G, EMA, D, model) from a run folder or a .pt file."
-    p = Path(run_or_ckpt)
-    if p.is_dir():
-        run = RunDir(p)
-        if run.latest_checkpoint() is None: raise FileNotFoundError(f"source run {p} holds no checkpoint yet")
-        st = run.load_latest('cpu')
-    elif p.exists():
-        try: st = torch.load(p, map_location='cpu', weights_only=False)
-        except Exception as e: raise RuntimeError(f"source checkpoint {p} is unreadable ({e.__class__.__name__}: {e})") from e
-    else: raise FileNotFoundError(f"no source run or checkpoint at {p}")
+    "A source OASIS checkpoint (dict with G, EMA, D, model) from a run folder, a .pt file or an official OASIS checkpoint folder."
+    st, p = read_checkpoint(run_or_ckpt)
     for k in ('G', 'EMA', 'D', 'model'):
         if k not in st: raise ValueError(f"{p} is not an OASIS source checkpoint (no {k!r} entry)")
     if 'transfer' in st: raise ValueError(f"{p} is a transfer run; give a source model trained with `cat-nb train-source`")
@@ -689,7 +681,7 @@ def transfer_cli(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog='cat-nb transfer', description='Few-shot transfer of an OASIS source model to a target label set '
                                 '(CAT, paper §3.2, or a baseline). Run the same command again to resume; launch with '
                                 'torchrun --nproc_per_node=K for several processes.')
-    p.add_argument('--source', type=Path, help='source run folder or checkpoint (not needed for --method scratch)')
+    p.add_argument('--source', type=Path, help='source run folder, checkpoint, or official OASIS checkpoint folder (*_G/_D/_EMA.pth); not needed for --method scratch')
     p.add_argument('--target-data', required=True, type=Path, help='target dataset root (real or SynthScenes layout of --like)')
     p.add_argument('--like', required=True, choices=LIKES, help='label set of the target data')
     p.add_argument('--subset', type=Path, help='few-shot subset file written by `cat-nb subset` (default: the whole train split)')

@@ -71,3 +71,12 @@ def test_reproduce_summary_keeps_reports_of_earlier_calls(tmp_path):
     run('reproduce', '--reports', str(reps), '--out', str(out), '--only', 'b')
     s = (out/'SUMMARY.md').read_text()
     assert 'earlier call, report edited since' in s and '| b](b.ipynb)' not in s and '| cached |' in s, s
+
+
+def test_adopt_source_errors(tmp_path):
+    "`cat-nb adopt-source`: paper needs the data root the reports will read; a missing model is a one-line error, not a traceback."
+    r = run('adopt-source', '--like', 'ade20k', '--from', str(tmp_path/'none'), check=False)
+    assert r.returncode == 2 and '--preset paper needs --data' in r.stderr, r.stderr
+    (tmp_path/'models').mkdir(); (tmp_path/'models'/'latest_G.pth').write_bytes(b'')
+    r = run('adopt-source', '--like', 'ade20k', '--data', str(tmp_path), '--from', str(tmp_path/'models'), check=False)
+    assert r.returncode == 1 and 'latest_D.pth, latest_EMA.pth missing' in r.stderr and 'Traceback' not in r.stderr, r.stderr
