@@ -286,8 +286,8 @@ def _run_config(spec: RunSpec, preset: str, roots: dict | None, device: str):
 
 def _folder(spec: RunSpec, preset: str, cfg, src, root: Path, names) -> Path:
     key = dict(cfg=to_jsonable(cfg), data=str(root.resolve()), subset=names, source=str(src.resolve()) if src else None)
-    aff = spec.resolved_affinity() or 'none'
-    return pipeline_root()/'transfer'/(f"{spec.source}2{spec.target}_{spec.method}{'_tf' if spec.training_free else ''}_{aff}"
+    aff = spec.resolved_affinity() or 'none'                        # no source model (scratch): one folder whatever the spec's source
+    return pipeline_root()/'transfer'/(f"{spec.source if src else 'none'}2{spec.target}_{spec.method}{'_tf' if spec.training_free else ''}_{aff}"
                                        f"_{preset}_n{spec.n_images or 'all'}_s{spec.seed}_{config_hash(key)}")
 
 def run_dir(spec: RunSpec, preset: str = 'quick', roots: dict | None = None, device: str = 'auto') -> Path:
