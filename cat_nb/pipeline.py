@@ -172,7 +172,9 @@ def _aff_key(source, target, method, preset, seed, n_images, roots) -> dict:
 def affinity_path(source: str, target: str, method: str = 'combination', preset: str = 'quick', seed: int = 0,
                   n_images: int | None = 100, roots: dict | None = None) -> Path:
     "Where `affinity` caches this matrix (`.npy`, with a `.json` sidecar); computes nothing (the SynthScenes data it names excepted)."
-    key = _aff_key(source, target, method, preset, seed, n_images, roots)
+    return _aff_file(source, target, method, preset, _aff_key(source, target, method, preset, seed, n_images, roots))
+
+def _aff_file(source, target, method, preset, key) -> Path:
     return pipeline_root()/'affinity'/f'{source}2{target}_{method}_{preset}_{config_hash(key)}.npy'
 
 # %% ../nbs/60_pipeline.ipynb #1373f589
@@ -191,7 +193,7 @@ def affinity(source: str, target: str, method: str = 'combination', preset: str 
     check_like(source); check_like(target)
     if method not in AFFINITIES: raise ValueError(f"unknown affinity {method!r}; choose from {', '.join(AFFINITIES)}")
     st, key = AFFINITY_SETTINGS[preset], _aff_key(source, target, method, preset, seed, n_images, roots)
-    path = affinity_path(source, target, method, preset, seed, n_images, roots)
+    path = _aff_file(source, target, method, preset, key)
     if path.exists() and path.with_suffix('.json').exists(): return Affinity.load(path)
     t0 = time.perf_counter()
     if method == 'random': aff = random_affinity(target, source, seed=seed)
@@ -407,7 +409,7 @@ def build_affinities(jobs, preset: str = 'quick', roots: dict | None = None, dev
     models and segmenters they read): the estimators first, then the combinations. {job: seconds} of what it built, one job per file."""
     jobs = list(dict.fromkeys(tuple(j) for j in jobs))
     combos = [j for j in jobs if j[2] == 'combination']
-    if combos or any(j[2] == 'segmentation' for j in jobs):
+    if combos or any(j[2] == 'segmentation' for j in jobs):      # combinations: source models (training-free FIDs); Eq. 1: source segmenters
         build_shared([j[0] for j in combos], [j[0] for j in jobs if j[2] == 'segmentation'], preset, roots, device, workers, progress)
     built = {}
     for round_ in ([j for j in jobs if j[2] != 'combination'] + [(s, t, m, 0, n) for s, t, _, _, n in combos for m in ('text', 'segmentation', 'vision')],
