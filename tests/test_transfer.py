@@ -221,7 +221,7 @@ def test_cli_errors(synth_pair, capsys):
     assert 'needs --affinity' in capsys.readouterr().err
     assert transfer_cli(['--source', str(d/'nope'), '--target-data', str(d/'cs'), '--like', 'cityscapes', '--method', 'transfergan',
                          '--out', str(d/'e2')]) == 1
-    assert 'no source run' in capsys.readouterr().err
+    assert 'no run folder, checkpoint file or official OASIS checkpoint folder at' in capsys.readouterr().err
 
 
 @pytest.mark.parametrize('reg', ['cdc', 'ssr'])
