@@ -344,9 +344,9 @@ def read_checkpoint(path, which: str = 'latest') -> tuple[dict, str]:
     p = Path(path)
     if p.is_dir() and not (p/'config.json').exists() and list(p.glob('*_G.pth')): return official_checkpoint(p, which), str(p)
     if p.is_dir():
-        ck = RunDir(p).latest_checkpoint()
+        run = RunDir(p); ck = run.latest_checkpoint()
         if ck is None: raise FileNotFoundError(f"{p} holds no checkpoint yet")
-        return RunDir(p).load_latest('cpu'), str(ck)
+        return run.load_latest('cpu'), str(ck)
     if not p.exists(): raise FileNotFoundError(f"no run folder, checkpoint file or official OASIS checkpoint folder at {p}")
     try: return torch.load(p, map_location='cpu', weights_only=False), str(p)
     except Exception as e: raise RuntimeError(f"checkpoint {p} is unreadable ({e.__class__.__name__}: {e})") from e
