@@ -38,11 +38,13 @@ setup: $(STAMP) provision
 
 # The CI gate: the library is what the notebooks export, notebooks are clean, notebook tests and pytest pass.
 # Two notebooks run at once, one torch thread each: oversubscribed OpenMP threads run several times slower.
+# The tests' scratch folders go to one TMPDIR that is removed afterwards, passed or failed.
 gate:
 	@bash .ci/check_sync.sh $(BIN)
-	@echo "== nbdev_test (notebooks in nbs/) $(NBTEST_FLAGS)"
-	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --timing $(if $(NBTEST_FLAGS),--flags "$(NBTEST_FLAGS)",)
-	@echo "== pytest tests/"
+	@tmp=$$(mktemp -d -t cat_nb-test.XXXXXX) && trap 'rm -rf "$$tmp"' EXIT && export TMPDIR=$$tmp && \
+	echo "== nbdev_test (notebooks in nbs/) $(NBTEST_FLAGS)" && \
+	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --timing $(if $(NBTEST_FLAGS),--flags "$(NBTEST_FLAGS)",) && \
+	echo "== pytest tests/" && \
 	$(BIN)/python -m pytest tests/ -q $(PYTEST_ARGS)
 
 test: setup

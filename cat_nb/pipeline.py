@@ -67,11 +67,10 @@ def source_run(like: str, preset: str = 'quick', seed: int = 0, data: str | Path
 def adopt_source(like: str, preset: str, path, data: str | Path | None = None, which: str = 'latest') -> Path:
     """Make the model at `path` (a `cat-nb train-source` run folder, a checkpoint file or an official OASIS checkpoint folder) the
     cached source model of `like` at `preset` on `data` (default: the preset's SynthScenes set); returns the cached folder."""
-    from cat_nb.train import read_checkpoint
+    from cat_nb.train import read_source_checkpoint
     out, data, cfg = source_dir(like, preset, data=data)
-    st, src = read_checkpoint(path, which)
-    if 'transfer' in st: raise ValueError(f"{src} is a transfer run, not a source model")
-    have, want = to_jsonable(st.get('model') or {}), to_jsonable(cfg.model)
+    st, src = read_source_checkpoint(path, which)
+    have, want = to_jsonable(st['model']), to_jsonable(cfg.model)
     if have != want:
         diff = {k: (have.get(k), want[k]) for k in want if have.get(k) != want[k]}
         raise ValueError(f"{src} is not the {like} model the {preset!r} preset builds; differing fields (its, needed): {diff}")

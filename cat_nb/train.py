@@ -21,7 +21,7 @@ from .losses import adv_loss, d_loss, labelmix_bits
 # %% auto #0
 __all__ = ['TrainConfig', 'train_config', 'dist_setup', 'allreduce_grads', 'ema_update', 'SeededItems', 'StepBatches',
            'OASISTrainer', 'sample_grid', 'save_png', 'train_source', 'official_checkpoint', 'read_checkpoint',
-           'load_source', 'snapshots', 'load_snapshot', 'train_source_cli']
+           'read_source_checkpoint', 'load_source', 'snapshots', 'load_snapshot', 'train_source_cli']
 
 # %% ../nbs/32_train.ipynb #ea03ea35
 @dataclass
@@ -350,6 +350,14 @@ def read_checkpoint(path, which: str = 'latest') -> tuple[dict, str]:
     if not p.exists(): raise FileNotFoundError(f"no run folder, checkpoint file or official OASIS checkpoint folder at {p}")
     try: return torch.load(p, map_location='cpu', weights_only=False), str(p)
     except Exception as e: raise RuntimeError(f"checkpoint {p} is unreadable ({e.__class__.__name__}: {e})") from e
+
+def read_source_checkpoint(path, which: str = 'latest') -> tuple[dict, str]:
+    "`read_checkpoint`, checked to be an OASIS source model (G, EMA, D and model entries; not a transfer run)."
+    st, p = read_checkpoint(path, which)
+    for k in ('G', 'EMA', 'D', 'model'):
+        if k not in st: raise ValueError(f"{p} is not an OASIS source checkpoint (no {k!r} entry)")
+    if 'transfer' in st: raise ValueError(f"{p} is a transfer run; give a source model trained with `cat-nb train-source`")
+    return st, p
 
 def load_source(run_or_ckpt, device='auto', which: str = 'EMA') -> tuple[nn.Module, nn.Module, OASISConfig]:
     "(G or EMA, D, model config) from a run folder's newest checkpoint, a checkpoint file or an official OASIS checkpoint folder."

@@ -19,7 +19,7 @@ from .oasis import (OASISConfig, oasis_config, OASISGenerator, OASISDiscriminato
                           sample_z, init_weights, load_oasis_state, n_params, LIKES, PRESETS, NUM_IDS, onehot_conv, check_ids,
                           resize_cond)
 from .train import (TrainConfig, train_config, OASISTrainer, SeededItems, StepBatches, save_png, _mix, _colorize,
-                          dist_setup, allreduce_grads, ema_update, _barrier, read_checkpoint)
+                          dist_setup, allreduce_grads, ema_update, _barrier, read_source_checkpoint)
 from .regularizers import (frozen_reference, cdc_loss, ssr_loss, add_d_heads, d_views, cdc_d_mode,
                                  anchor_points, anchor_noise, REGULARIZERS)
 
@@ -377,11 +377,7 @@ def build_transfer_models(cfg: TransferConfig, source: dict | None = None, affin
 # %% ../nbs/50_transfer.ipynb #5f97c2a1
 def read_source(run_or_ckpt) -> dict:
     "A source OASIS checkpoint (dict with G, EMA, D, model) from a run folder, a .pt file or an official OASIS checkpoint folder."
-    st, p = read_checkpoint(run_or_ckpt)
-    for k in ('G', 'EMA', 'D', 'model'):
-        if k not in st: raise ValueError(f"{p} is not an OASIS source checkpoint (no {k!r} entry)")
-    if 'transfer' in st: raise ValueError(f"{p} is a transfer run; give a source model trained with `cat-nb train-source`")
-    return st
+    return read_source_checkpoint(run_or_ckpt)[0]
 
 class TransferTrainer(OASISTrainer):
     "OASISTrainer for a transfer run: models from `build_transfer_models`, stage-wise trainable G, FreezeD-aware D, regularizers."
