@@ -16,9 +16,9 @@ from .synth import write_synth
 from .train import train_config, train_source
 
 # %% auto #0
-__all__ = ['DATA_PRESETS', 'AFFINITIES', 'AFFINITY_SETTINGS', 'RUN_SCHEDULES', 'EVAL_VERSION', 'pipeline_root', 'synth_data',
-           'source_dir', 'source_run', 'adopt_source', 'adopt_source_cli', 'data_root', 'image_size', 'dataset',
-           'source_for', 'target_subset', 'segmenter', 'segmenter_cached', 'source_mask', 'affinity_path',
+__all__ = ['DATA_PRESETS', 'AFFINITIES', 'VOTERS', 'AFFINITY_SETTINGS', 'RUN_SCHEDULES', 'EVAL_VERSION', 'pipeline_root',
+           'synth_data', 'source_dir', 'source_run', 'adopt_source', 'adopt_source_cli', 'data_root', 'image_size',
+           'dataset', 'source_for', 'target_subset', 'segmenter', 'segmenter_cached', 'source_mask', 'affinity_path',
            'training_free_fid', 'affinity', 'RunSpec', 'run_dir', 'run_spec', 'transfer_run', 'convergence_step',
            'fid_curve', 'evaluate_run', 'default_workers', 'build_shared', 'build_affinities', 'run_row', 'run_plan']
 
@@ -150,6 +150,7 @@ def segmenter_cached(like: str, preset: str = 'quick', roots: dict | None = None
 
 # %% ../nbs/60_pipeline.ipynb #caf8e73a
 AFFINITIES = ('random', 'text', 'segmentation', 'vision', 'combination')
+VOTERS = ('text', 'segmentation', 'vision')          # the estimators 'combination' votes over (paper §3.1)
 AFFINITY_SETTINGS = dict(quick=dict(input_size=64, max_source_images=64),
                          standard=dict(input_size=128, max_source_images=500),
                          paper=dict(input_size=224, max_source_images=2000))
@@ -176,6 +177,8 @@ def affinity_path(source: str, target: str, method: str = 'combination', preset:
 def _aff_file(source, target, method, preset, key) -> Path:
     return pipeline_root()/'affinity'/f'{source}2{target}_{method}_{preset}_{config_hash(key)}.npy'
 
+def _aff_cached(path: Path) -> bool: return path.exists() and path.with_suffix('.json').exists()   # the matrix and its sidecar
+
 # %% ../nbs/60_pipeline.ipynb #1373f589
 def training_free_fid(source: str, target: str, A, preset: str = 'quick', n_images: int | None = 100, roots: dict | None = None,
                       device: str = 'auto') -> float:
@@ -193,7 +196,7 @@ def affinity(source: str, target: str, method: str = 'combination', preset: str 
     if method not in AFFINITIES: raise ValueError(f"unknown affinity {method!r}; choose from {', '.join(AFFINITIES)}")
     st, key = AFFINITY_SETTINGS[preset], _aff_key(source, target, method, preset, seed, n_images, roots)
     path = _aff_file(source, target, method, preset, key)
-    if path.exists() and path.with_suffix('.json').exists(): return Affinity.load(path)
+    if _aff_cached(path): return Affinity.load(path)
     t0 = time.perf_counter()
     if method == 'random': aff = random_affinity(target, source, seed=seed)
     elif method == 'text':
@@ -212,7 +215,7 @@ def affinity(source: str, target: str, method: str = 'combination', preset: str 
                                dataset(target, preset, 'train', target_subset(target, preset, n_images, roots=roots), roots),
                                source, target, max_source_images=st['max_source_images'], device=device, progress=progress)
     else:
-        parts = {m: affinity(source, target, m, preset, seed, n_images, roots, device, progress) for m in ('text', 'segmentation', 'vision')}
+        parts = {m: affinity(source, target, m, preset, seed, n_images, roots, device, progress) for m in VOTERS}
         fid = {m: training_free_fid(source, target, a.A, preset, n_images, roots, device) for m, a in parts.items()}
         aff = majority_vote(parts, fid)
     aff.meta.update(pipeline_name=method, pipeline_key=to_jsonable(key), pipeline_seconds=round(time.perf_counter() - t0, 2))
@@ -411,12 +414,12 @@ def build_affinities(jobs, preset: str = 'quick', roots: dict | None = None, dev
     if combos or any(j[2] == 'segmentation' for j in jobs):      # combinations: source models (training-free FIDs); Eq. 1: source segmenters
         build_shared([j[0] for j in combos], [j[0] for j in jobs if j[2] == 'segmentation'], preset, roots, device, workers, progress)
     built = {}
-    for round_ in ([j for j in jobs if j[2] != 'combination'] + [(s, t, m, 0, n) for s, t, _, _, n in combos for m in ('text', 'segmentation', 'vision')],
+    for round_ in ([j for j in jobs if j[2] != 'combination'] + [(s, t, m, 0, n) for s, t, _, _, n in combos for m in VOTERS],
                    combos):
         todo = {}
         for j in round_:
             p = affinity_path(j[0], j[1], j[2], preset, j[3], j[4], roots)
-            if not (p.exists() and p.with_suffix('.json').exists()): todo.setdefault(p, j)
+            if not _aff_cached(p): todo.setdefault(p, j)
         if progress and todo: print(f"building {len(todo)} affinity matrices ({', '.join(sorted({j[2] for j in todo.values()}))}; {preset}) ...", flush=True)
         built |= _side_by_side(_build_affinity, list(todo.values()), preset, roots, device, workers)
     return built
