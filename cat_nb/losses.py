@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['class_balance_weights', 'n1_target', 'n1_loss', 'g_loss', 'labelmix_mask', 'labelmix_bits', 'labelmix',
-           'labelmix_loss', 'majority_labels', 'adv_loss', 'd_loss']
+__all__ = ['VGG_WEIGHTS', 'class_balance_weights', 'n1_target', 'n1_loss', 'g_loss', 'labelmix_mask', 'labelmix_bits', 'labelmix',
+           'labelmix_loss', 'majority_labels', 'adv_loss', 'd_loss', 'VGGLoss']
 
 # %% ../nbs/31_losses.ipynb #28c94605
 def _world_sum(t: torch.Tensor) -> torch.Tensor:
@@ -95,3 +95,31 @@ def d_loss(D, real: torch.Tensor, fake: torch.Tensor, label: torch.Tensor, lambd
         l_lm = labelmix_loss(mask, D(labelmix(real, fake, mask)), d_fake, d_real)
         loss = loss + lambda_labelmix * l_lm; parts['D_lm'] = l_lm.detach()
     return loss, parts
+
+# %% ../nbs/31_losses.ipynb #63bf4186
+VGG_WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
+_VGG16_CUTS = (4, 9, 16, 23, 30)                  # ends of relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 in vgg16.features
+
+class VGGLoss(torch.nn.Module):
+    "Σ_i w_i·L1(φ_i(x), φ_i(y)) over VGG16's five stage outputs; x, y (B,3,H,W) in [-1,1], y is the (detached) target."
+    def __init__(self, weights=VGG_WEIGHTS):
+        super().__init__()
+        import torchvision
+        from .weights import require
+        net = torchvision.models.vgg16()
+        net.load_state_dict(torch.load(require('vgg16'), map_location='cpu', weights_only=True))
+        f, cuts = net.features.eval(), (0,) + _VGG16_CUTS
+        self.slices = torch.nn.ModuleList([f[i:j] for i, j in zip(cuts, cuts[1:])])
+        self.w = tuple(weights); self.requires_grad_(False)
+        self.register_buffer('mean', torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer('std', torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    def train(self, mode: bool = True): return super().train(False)     # a fixed feature extractor: always eval
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x, y = ((x + 1) / 2 - self.mean) / self.std, ((y.detach() + 1) / 2 - self.mean) / self.std
+        loss = x.new_zeros(())
+        for w, f in zip(self.w, self.slices):
+            x, y = f(x), f(y)
+            loss = loss + w * F.l1_loss(x, y.detach())
+        return loss

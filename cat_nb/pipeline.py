@@ -14,13 +14,15 @@ from .core import paths, config_hash, to_jsonable, atomic_write, RunDir, get_dev
 from .data import check_like
 from .synth import write_synth
 from .train import train_config, train_source
+from .shipped import use_shipped, shipped_entry, load_shipped
 
 # %% auto #0
 __all__ = ['DATA_PRESETS', 'AFFINITIES', 'VOTERS', 'AFFINITY_SETTINGS', 'RUN_SCHEDULES', 'EVAL_VERSION', 'pipeline_root',
-           'synth_data', 'source_dir', 'source_run', 'adopt_source', 'adopt_source_cli', 'data_root', 'image_size',
-           'dataset', 'source_for', 'target_subset', 'segmenter', 'segmenter_cached', 'source_mask', 'affinity_path',
-           'training_free_fid', 'affinity', 'RunSpec', 'run_dir', 'run_spec', 'transfer_run', 'convergence_step',
-           'fid_curve', 'evaluate_run', 'default_workers', 'build_shared', 'build_affinities', 'run_row', 'run_plan']
+           'synth_data', 'shipped_source', 'source_dir', 'source_run', 'adopt_source', 'adopt_source_cli', 'data_root',
+           'image_size', 'dataset', 'source_for', 'target_subset', 'segmenter', 'segmenter_cached', 'source_mask',
+           'affinity_path', 'training_free_fid', 'affinity', 'RunSpec', 'run_dir', 'run_spec', 'transfer_run',
+           'convergence_step', 'fid_curve', 'evaluate_run', 'default_workers', 'build_shared', 'build_affinities',
+           'run_row', 'run_plan']
 
 # %% ../nbs/60_pipeline.ipynb #7486200d
 DATA_PRESETS = dict(quick=dict(n_train=64, n_val=16, size=32), standard=dict(n_train=1000, n_val=200, size=64))
@@ -48,19 +50,36 @@ def synth_data(like: str, preset: str = 'quick', seed: int = 0, progress: bool =
     return root
 
 # %% ../nbs/60_pipeline.ipynb #8a3d3cdf
+def shipped_source(like: str, preset: str, data: Path, cfg) -> dict | None:
+    """The manifest entry of the shipped source model (`cat_nb.shipped`) when it is the model `source_run` would train:
+    shipped models in use (`$CAT_NB_SOURCES`), the preset's default SynthScenes data, the same TrainConfig. Else None."""
+    if not use_shipped() or preset not in DATA_PRESETS or (e := shipped_entry(like, preset)) is None: return None
+    if Path(data).resolve() != synth_data(like, preset).resolve(): return None
+    if e.get('train_config') != to_jsonable(cfg):
+        print(f"note: the shipped {like} source model at {preset!r} was trained with another TrainConfig than this code's; training one")
+        return None
+    return e
+
 def source_dir(like: str, preset: str = 'quick', seed: int = 0, data: str | Path | None = None, **overrides):
     "(run folder, data root, TrainConfig) of the source model of `like` on `data` (default: `synth_data(like, preset)`); trains nothing."
     data = Path(data) if data is not None else synth_data(like, preset)
     cfg = train_config(like, preset, seed=seed, **overrides)
-    return pipeline_root()/'source'/f'{like}_{preset}_{config_hash(dict(cfg=to_jsonable(cfg), data=str(data.resolve())))}', data, cfg
+    key = dict(cfg=to_jsonable(cfg), data=str(data.resolve()))
+    if (e := shipped_source(like, preset, data, cfg)) is not None: key['shipped'] = e['sha256']   # never mixed with a trained one
+    return pipeline_root()/'source'/f'{like}_{preset}_{config_hash(key)}', data, cfg
 
 def source_run(like: str, preset: str = 'quick', seed: int = 0, data: str | Path | None = None, progress: bool = False,
                device: str = 'auto', **overrides) -> Path:
-    "Run folder of the (cached) OASIS source model trained on `data` (default: `synth_data(like, preset)`)."
+    "Run folder of the (cached) OASIS source model trained on `data` (default: `synth_data(like, preset)`), or of the shipped one."
     out, data, cfg = source_dir(like, preset, seed, data, **overrides)
-    if _done(out) is None:
-        tr = train_source(data, cfg, out, device=device, progress=progress)
-        atomic_write(out/'done.json', json.dumps(dict(step=tr.step_done, data=str(data)), indent=1) + '\n')
+    if _done(out) is not None: return out
+    if (e := shipped_source(like, preset, data, cfg)) is not None:
+        st = load_shipped(like, preset)
+        RunDir(out, cfg).save_checkpoint(st, st['step'])
+        atomic_write(out/'done.json', json.dumps(dict(step=st['step'], data=str(data), shipped=e['file'], sha256=e['sha256']), indent=1) + '\n')
+        return out
+    tr = train_source(data, cfg, out, device=device, progress=progress)
+    atomic_write(out/'done.json', json.dumps(dict(step=tr.step_done, data=str(data)), indent=1) + '\n')
     return out
 
 # %% ../nbs/60_pipeline.ipynb #8e414828

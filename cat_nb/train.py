@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from .core import RunDir, atomic_write, atomic_save, to_jsonable, get_device, seed_everything, device_summary
 from .oasis import (OASISConfig, oasis_config, build_oasis, init_weights, one_hot, load_oasis_state, n_params, LIKES, PRESETS)
-from .losses import adv_loss, d_loss, labelmix_bits
+from .losses import adv_loss, d_loss, labelmix_bits, VGGLoss
 
 # %% auto #0
 __all__ = ['TrainConfig', 'train_config', 'dist_setup', 'allreduce_grads', 'ema_update', 'SeededItems', 'StepBatches',
@@ -48,10 +48,12 @@ class TrainConfig:
     channels_last: bool = False
     init_gain: float = 0.02         # xavier gain of the initial weights (official 0.02; see the presets note)
     snapshot_every: int = 0         # keep the EMA generator every N iterations (snapshots/) for FID-over-training curves; 0 = off
+    lambda_vgg: float = 0.0         # OASIS --add_vgg_loss/--lambda_vgg (VGG16 here: losses.VGGLoss); 0 = off, the official default
 
 _TRAIN = dict(
     paper=dict(batch_size=32, iters=126_200, ema_decay=0.9999, log_every=100, sample_every=1000, ckpt_every=10_000, num_workers=8),
-    standard=dict(batch_size=4, iters=2000, ema_decay=0.995, log_every=10, sample_every=100, ckpt_every=100, ema_stats_batches=8, num_workers=0, snapshot_every=200, init_gain=1.0),
+    standard=dict(batch_size=4, iters=5000, lr_g=4e-4, ema_decay=0.999, lambda_vgg=10.0, log_every=50, sample_every=500, ckpt_every=500,
+                  ema_stats_batches=8, num_workers=0, snapshot_every=500, init_gain=1.0),
     quick=dict(batch_size=2, iters=12, ema_decay=0.99, log_every=2, sample_every=6, ckpt_every=6, ema_stats_batches=2, n_samples=2, snapshot_every=6),
 )
 _PAPER_PER_DATASET = dict(  # official per-dataset overrides; iterations = epochs * (train images // batch)
@@ -179,6 +181,11 @@ class OASISTrainer:
         "`(x, final) -> (D's final logits, [logit maps of the adversarial loss])` at step `s`: OASIS reads D's output alone."
         return lambda x, final=True: (o := self.D(x), [o])
 
+    def vgg_loss(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        "OASIS's optional perceptual term (`losses.VGGLoss`), built on first use."
+        if getattr(self, '_vgg', None) is None: self._vgg = VGGLoss().to(self.device)
+        return self._vgg(fake, real)
+
     def extra_g_grads(self, label: torch.Tensor, s: int) -> None: "Add gradients of G losses beyond the adversarial one (none in OASIS)."
 
     def step(self, batch: dict, s: int) -> dict:
@@ -192,8 +199,10 @@ class OASISTrainer:
         # G step (D's weights get no gradient: the official code computes and discards it)
         self.D.requires_grad_(False)
         self.optG.zero_grad(set_to_none=True)
-        lg = adv_loss(views(self.G(label, self.adv_noise(s, 0)), False)[1], label, True, m.contain_dontcare)
-        lg.backward(); self.extra_g_grads(label, s)
+        fake = self.G(label, self.adv_noise(s, 0))
+        lg = adv_loss(views(fake, False)[1], label, True, m.contain_dontcare)
+        lv = self.vgg_loss(fake, real) if cfg.lambda_vgg else None
+        (lg if lv is None else lg + cfg.lambda_vgg * lv).backward(); self.extra_g_grads(label, s)
         allreduce_grads(self.G.parameters(), self.world); self.optG.step()
         for p in self.d_trainable: p.requires_grad_(True)
         # D step
@@ -203,7 +212,7 @@ class OASISTrainer:
         ld.backward(); allreduce_grads(self.d_trainable, self.world); self.optD.step()
         ema_update(self.EMA, self.G, cfg.ema_decay)
         self.step_done = s + 1
-        return dict(G=lg.item(), D=ld.item(), **{k: v.item() for k, v in parts.items()})
+        return dict(G=lg.item(), D=ld.item(), **({} if lv is None else dict(vgg=lv.item())), **{k: v.item() for k, v in parts.items()})
 
     @torch.no_grad()
     def refresh_ema_stats(self, ds, s: int) -> None:
