@@ -18,7 +18,7 @@ setuptools.setup(
     url=cfg['git_url'], keywords=cfg['keywords'].split(),
     classifiers=['Programming Language :: Python :: 3', f'License :: {lic[1]}'],
     packages=setuptools.find_namespace_packages(include=[cfg['lib_path'], cfg['lib_path'] + '.*']),  # namespace: assets/ ships as data
-    include_package_data=True, package_data={cfg['lib_path']: ['assets/*', 'assets/**/*']},
+    include_package_data=True, package_data={cfg['lib_path']: ['assets/*', 'assets/**/*', 'pretrained/*.pt', 'pretrained/*.json', 'pretrained/*.jsonl']},
     python_requires='>=' + cfg['min_python'], install_requires=requirements,
     extras_require={'dev': dev_requirements}, zip_safe=False,
     entry_points={'console_scripts': scripts, 'nbdev': [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"]},

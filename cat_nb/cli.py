@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {  # name: ('module:function', one-line h
     'model-info': ('cat_nb.oasis:model_info_cli', 'OASIS G/D parameter counts and state_dict listing for a dataset and preset'),
     'train-source': ('cat_nb.train:train_source_cli', 'train (or resume) an OASIS source model on a dataset'),
     'adopt-source': ('cat_nb.pipeline:adopt_source_cli', "use your own (or the official OASIS) source model in the reports instead of training one"),
+    'ship-source': ('cat_nb.pipeline:ship_source_cli', 'evaluate a finished source run and make it the shipped source model of its dataset and preset'),
     'weights':   ('cat_nb.weights:weights_cli',     'check (default) or --provision the pretrained FID/LPIPS weights in the torch hub cache'),
     'segmenter': ('cat_nb.segmenter:segmenter_cli', 'train/cache the evaluation segmenter of a dataset and print its val mIoU'),
     'evaluate':  ('cat_nb.metrics:evaluate_cli',    'FID, KID, mIoU, LPIPS and MS-SSIM diversity of a trained run, as JSON'),
@@ -143,7 +144,10 @@ def reproduce(argv: list[str] = ()) -> int:
     ap.add_argument('--data', nargs='*', default=[], metavar='LIKE=DIR', help='real dataset roots, e.g. ade20k=~/data/ade20k (needed by --preset paper)')
     ap.add_argument('-p', '--param', action='append', default=[], metavar='KEY=VALUE', help="report parameter (Python literal), e.g. -p \"seeds=[0]\"; repeatable")
     ap.add_argument('--force', action='store_true', help='rerun reports that already finished')
+    ap.add_argument('--retrain-sources', action='store_true', help='train the source models instead of installing the shipped ones '
+                    '(standard preset; sets CAT_NB_SOURCES=train for every worker and report)')
     a = ap.parse_args(argv)
+    if a.retrain_sources: os.environ['CAT_NB_SOURCES'] = 'train'
     import papermill as pm, resource
     from cat_nb.reports import parse_literal as _literal, mark_finished, notebook_title, write_summary
     try:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, asdict
 from pathlib import Path
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
 from .core import paths, config_hash, to_jsonable, atomic_write, RunDir, get_device
 from .data import check_like
@@ -18,11 +20,11 @@ from .shipped import use_shipped, shipped_entry, load_shipped
 
 # %% auto #0
 __all__ = ['DATA_PRESETS', 'AFFINITIES', 'VOTERS', 'AFFINITY_SETTINGS', 'RUN_SCHEDULES', 'EVAL_VERSION', 'pipeline_root',
-           'synth_data', 'shipped_source', 'source_dir', 'source_run', 'adopt_source', 'adopt_source_cli', 'data_root',
-           'image_size', 'dataset', 'source_for', 'target_subset', 'segmenter', 'segmenter_cached', 'source_mask',
-           'affinity_path', 'training_free_fid', 'affinity', 'RunSpec', 'run_dir', 'run_spec', 'transfer_run',
-           'convergence_step', 'fid_curve', 'evaluate_run', 'default_workers', 'build_shared', 'build_affinities',
-           'run_row', 'run_plan']
+           'synth_data', 'shipped_source', 'source_dir', 'source_run', 'adopt_source', 'adopt_source_cli',
+           'ship_source', 'ship_source_cli', 'data_root', 'image_size', 'dataset', 'source_for', 'target_subset',
+           'segmenter', 'segmenter_cached', 'source_mask', 'affinity_path', 'training_free_fid', 'affinity', 'RunSpec',
+           'run_dir', 'run_spec', 'transfer_run', 'convergence_step', 'fid_curve', 'evaluate_run', 'default_workers',
+           'build_shared', 'build_affinities', 'run_row', 'run_plan']
 
 # %% ../nbs/60_pipeline.ipynb #7486200d
 DATA_PRESETS = dict(quick=dict(n_train=64, n_val=16, size=32), standard=dict(n_train=1000, n_val=200, size=64))
@@ -116,6 +118,61 @@ def adopt_source_cli(argv: list[str] | None = None) -> int:
     try: out = adopt_source(a.like, a.preset, a.path.expanduser(), a.data and a.data.expanduser(), a.which)
     except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e: print(f'cat-nb adopt-source: {e}', file=sys.stderr); return 1
     print(f'{a.path} is now the {a.like} source model at {a.preset}: {out}'); return 0
+
+# %% ../nbs/60_pipeline.ipynb #75f0da3d
+def ship_source(run, data: str | Path | None = None, other_seed: int = 1, commands=(), folder: str | Path | None = None,
+                max_points: int = 11, device: str = 'auto', progress: bool = True) -> dict:
+    "Evaluate the finished source run `run` and pack it as the shipped model of its dataset and preset; returns its manifest entry."
+    from cat_nb.data import SegDataset
+    from cat_nb.metrics import evaluate, oasis_generate_fn
+    from cat_nb.shipped import pack_source, _cast
+    from cat_nb.train import load_source, snapshots, load_snapshot, TrainConfig
+    run = Path(run); rd = RunDir(run); cfg = rd.config; mc = cfg['model']; like, preset = mc['like'], mc['preset']
+    st = rd.load_latest('cpu')
+    if st is None or st['step'] < cfg['iters']: raise ValueError(f"{run} is not finished ({0 if st is None else st['step']} of {cfg['iters']} iterations)")
+    data = Path(data) if data is not None else synth_data(like, preset)
+    val = lambda root: SegDataset(root, like, 'val', size=mc['crop_size'] if like != 'cityscapes' else mc['crop_size'] // 2, train=False)
+    ev = lambda G, ds: evaluate(oasis_generate_fn(G, device), ds, metrics=('fid', 'kid'), device=device, progress=False)
+    r = {}
+    for which in ('EMA', 'G'):
+        G, _, _ = load_source(run, device, which); e = ev(G, val(data))
+        r[f'fid_{which.lower()}'], r[f'kid_{which.lower()}'] = round(e['fid'], 2), round(e['kid'], 5)
+    G.load_state_dict(_cast(_cast(st['EMA'], torch.float16), torch.float32)); e = ev(G, val(data))    # the stored (fp16) EMA
+    r['fid_ema_fp16'], r['kid_ema_fp16'] = round(e['fid'], 2), round(e['kid'], 5)
+    G, _, _ = load_source(run, device, 'EMA'); e = ev(G, val(synth_data(like, preset, seed=other_seed)))
+    r['other_val'] = dict(seed=other_seed, fid_ema=round(e['fid'], 2), kid_ema=round(e['kid'], 5))
+    snaps = snapshots(run); keep = np.unique(np.linspace(0, len(snaps) - 1, min(max_points, len(snaps))).round().astype(int))   # always the last
+    curve = []
+    for s, p in tqdm([snaps[i] for i in keep], desc=f'FID curve {like}', disable=not progress):
+        e = ev(load_snapshot(p, device), val(data)); curve.append(dict(step=s, fid=round(e['fid'], 2), kid=round(e['kid'], 5)))
+    m = rd.metrics(); t = [x['time'] for x in m if 'time' in x]
+    git = json.loads((run/'git.json').read_text()) if (run/'git.json').exists() else {}
+    threads = int(next((x['device'].split('(')[1].split()[0] for x in m if x.get('event') == 'start' and '(' in x.get('device', '')), 1))
+    wall_h = (max(t) - min(t)) / 3600 if t else None
+    folder = Path(folder) if folder else None
+    e = pack_source(run, folder, train_config=cfg, iterations=st['step'], revision=git.get('commit'), dirty=git.get('dirty'),
+                    commands=list(commands) + ([' '.join(['cat-nb'] + git['argv'][1:])] if git.get('argv') else []),
+                    train_wall_hours=round(wall_h, 3) if wall_h else None, threads=threads,
+                    cpu_hours=round(wall_h * threads, 3) if wall_h and threads else None, device=next((x['device'] for x in m if x.get('event') == 'start'), None),
+                    val=dict(n=len(val(data)), seed=0), curve=curve, **r)
+    from cat_nb.shipped import shipped_dir
+    shutil.copyfile(run/'metrics.jsonl', (folder or shipped_dir())/f"{like}_{preset}_metrics.jsonl")   # the training log, for the report's curves
+    return e
+
+def ship_source_cli(argv: list[str] | None = None) -> int:
+    "`cat-nb ship-source`: evaluate a finished source run and make it the shipped source model of its dataset and preset."
+    import argparse, sys
+    p = argparse.ArgumentParser(prog='cat-nb ship-source', description=ship_source.__doc__)
+    p.add_argument('--run', required=True, type=Path, help='a finished `cat-nb train-source` run folder')
+    p.add_argument('--data', type=Path, help='the dataset it was trained on (default: the preset\'s cached SynthScenes set)')
+    p.add_argument('--command', action='append', default=[], help='a command that made the data or model, recorded in the manifest (repeatable)')
+    p.add_argument('--other-seed', type=int, default=1, help='seed of the second, freshly synthesised validation set (default 1)')
+    p.add_argument('--folder', type=Path, help='where to write (default: the package\'s pretrained/ folder)')
+    p.add_argument('--device', default='auto')
+    a = p.parse_args(argv)
+    try: e = ship_source(a.run, a.data, a.other_seed, a.command, a.folder, device=a.device)
+    except (FileNotFoundError, ValueError, RuntimeError) as err: print(f'cat-nb ship-source: {err}', file=sys.stderr); return 1
+    print(json.dumps({k: v for k, v in e.items() if k not in ('curve', 'train_config', 'model')}, indent=1)); return 0
 
 # %% ../nbs/60_pipeline.ipynb #080ddf11
 def data_root(like: str, preset: str = 'quick', roots: dict | None = None) -> Path:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/33_shipped.ipynb #f7306e79
 from __future__ import annotations
-import hashlib, json, os
+import fcntl, hashlib, json, os
 from pathlib import Path
 
 import torch
@@ -66,8 +66,10 @@ def pack_source(run_or_ckpt, folder: str | Path | None = None, train_config: dic
     entry = dict(file=path.name, sha256=_sha256(path), bytes=path.stat().st_size, dtype=str(dtype).removeprefix('torch.'),
                  step=int(st['step']), params=dict(EMA=n(st['EMA']), D=n(st['D'])), model=model, train_config=train_config,
                  packed_from=str(src), **to_jsonable(record))
-    man = shipped_manifest(folder); man['models'][name] = entry
-    atomic_write(folder/SHIPPED_MANIFEST, json.dumps(man, indent=1, sort_keys=True) + '\n')
+    with open(folder/(SHIPPED_MANIFEST + '.lock'), 'w') as lock:          # two packs at once: neither entry is lost
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        man = shipped_manifest(folder); man['models'][name] = entry
+        atomic_write(folder/SHIPPED_MANIFEST, json.dumps(man, indent=1, sort_keys=True) + '\n')
     return entry
 
 # %% ../nbs/33_shipped.ipynb #96a63a4b

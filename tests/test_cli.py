@@ -80,3 +80,17 @@ def test_adopt_source_errors(tmp_path):
     (tmp_path/'models').mkdir(); (tmp_path/'models'/'latest_G.pth').write_bytes(b'')
     r = run('adopt-source', '--like', 'ade20k', '--data', str(tmp_path), '--from', str(tmp_path/'models'), check=False)
     assert r.returncode == 1 and 'latest_D.pth, latest_EMA.pth missing' in r.stderr and 'Traceback' not in r.stderr, r.stderr
+
+
+def test_reproduce_retrain_sources_reaches_the_reports(tmp_path):
+    "`--retrain-sources` sets CAT_NB_SOURCES=train for the report kernels (and the prebuild workers); without it they see the default."
+    import nbformat as nbf
+    reps = tmp_path/'reports'; reps.mkdir()
+    _toy_report(reps/'a.ipynb', 'Toy A')
+    nb = nbf.read(str(reps/'a.ipynb'), as_version=4)
+    nb.cells[-1].source = "import os, pathlib\npathlib.Path(out_dir).mkdir(parents=True, exist_ok=True)\n" \
+                          "(pathlib.Path(out_dir)/'sources.txt').write_text(os.environ.get('CAT_NB_SOURCES', 'unset'))"
+    nbf.write(nb, str(reps/'a.ipynb'))
+    for flag, want in (([], 'unset'), (['--retrain-sources', '--force'], 'train')):
+        run('reproduce', '--reports', str(reps), '--out', str(tmp_path/'out'), *flag)
+        assert (tmp_path/'out'/'a'/'sources.txt').read_text() == want
