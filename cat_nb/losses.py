@@ -105,7 +105,7 @@ class VGGLoss(torch.nn.Module):
     def __init__(self, weights=VGG_WEIGHTS):
         super().__init__()
         import torchvision
-        from .weights import require
+        from cat_nb.weights import require
         net = torchvision.models.vgg16()
         net.load_state_dict(torch.load(require('vgg16'), map_location='cpu', weights_only=True))
         f, cuts = net.features.eval(), (0,) + _VGG16_CUTS

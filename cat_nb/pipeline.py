@@ -54,10 +54,12 @@ def synth_data(like: str, preset: str = 'quick', seed: int = 0, progress: bool =
 # %% ../nbs/60_pipeline.ipynb #8a3d3cdf
 def shipped_source(like: str, preset: str, data: Path, cfg) -> dict | None:
     """The manifest entry of the shipped source model (`cat_nb.shipped`) when it is the model `source_run` would train:
-    shipped models in use (`$CAT_NB_SOURCES`), the preset's default SynthScenes data, the same TrainConfig. Else None."""
+    shipped models in use (`$CAT_NB_SOURCES`), the preset's default SynthScenes data, the same TrainConfig but for its seed
+    (a shipped model is one draw of the recipe, as an official checkpoint is; retraining uses the pipeline's seed). Else None."""
     if not use_shipped() or preset not in DATA_PRESETS or (e := shipped_entry(like, preset)) is None: return None
     if Path(data).resolve() != synth_data(like, preset).resolve(): return None
-    if e.get('train_config') != to_jsonable(cfg):
+    recipe = lambda c: {k: v for k, v in json.loads(json.dumps(to_jsonable(c))).items() if k != 'seed'}
+    if recipe(e.get('train_config') or {}) != recipe(cfg):
         print(f"note: the shipped {like} source model at {preset!r} was trained with another TrainConfig than this code's; training one")
         return None
     return e

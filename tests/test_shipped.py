@@ -68,3 +68,20 @@ def test_fid_as_recorded(like, manifest):
     r = evaluate(oasis_generate_fn(G, 'cpu'), val, metrics=('fid',), device='cpu', progress=False)
     assert abs(r['fid'] - e['fid_ema_fp16']) < 0.5, (r['fid'], e['fid_ema_fp16'])
     assert r['fid'] <= 150
+
+
+@pytest.mark.parametrize('like', LIKES)
+def test_pipeline_installs_the_shipped_model(like, tmp_path, monkeypatch):
+    "At `standard` the pipeline's source model is the shipped one (no training): same recipe, default data, the pipeline's seed."
+    from cat_nb.pipeline import source_run, source_dir, synth_data, shipped_source
+    from cat_nb.train import read_source_checkpoint
+    monkeypatch.delenv('CAT_NB_SOURCES', raising=False)
+    monkeypatch.setenv('CAT_NB_PIPELINE', str(tmp_path))
+    assert shipped_source(like, 'standard', synth_data(like, 'standard'), train_config(like, 'standard', seed=0)) is not None
+    run = source_run(like, 'standard')
+    done = json.loads((run/'done.json').read_text())
+    assert done['shipped'] == f'{like}_standard.pt' and done['step'] == 5000
+    st, _ = read_source_checkpoint(run)
+    assert st['step'] == 5000 and all(torch.equal(st['G'][k], st['EMA'][k]) for k in st['G'])
+    monkeypatch.setenv('CAT_NB_SOURCES', 'train')
+    assert source_dir(like, 'standard')[0] != run        # --retrain-sources: another folder, nothing mixed
