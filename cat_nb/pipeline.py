@@ -128,12 +128,15 @@ def ship_source(run, data: str | Path | None = None, other_seed: int = 1, comman
     from cat_nb.data import SegDataset
     from cat_nb.metrics import evaluate, oasis_generate_fn
     from cat_nb.shipped import pack_source, _cast
-    from cat_nb.train import load_source, snapshots, load_snapshot, TrainConfig
-    run = Path(run); rd = RunDir(run); cfg = rd.config; mc = cfg['model']; like, preset = mc['like'], mc['preset']
+    from cat_nb.oasis import OASISConfig
+    from cat_nb.train import load_source, snapshots, load_snapshot
+    run = Path(run)
+    if not (run/'config.json').exists(): raise FileNotFoundError(f"{run} is not a `cat-nb train-source` run folder (no config.json)")
+    rd = RunDir(run); cfg = rd.config; mc = cfg['model']; like, preset = mc['like'], mc['preset']
     st = rd.load_latest('cpu')
     if st is None or st['step'] < cfg['iters']: raise ValueError(f"{run} is not finished ({0 if st is None else st['step']} of {cfg['iters']} iterations)")
     data = Path(data) if data is not None else synth_data(like, preset)
-    val = lambda root: SegDataset(root, like, 'val', size=mc['crop_size'] if like != 'cityscapes' else mc['crop_size'] // 2, train=False)
+    val = lambda root: SegDataset(root, like, 'val', size=OASISConfig(**mc).image_hw[0], train=False)
     ev = lambda G, ds: evaluate(oasis_generate_fn(G, device), ds, metrics=('fid', 'kid'), device=device, progress=False)
     r = {}
     for which in ('EMA', 'G'):
