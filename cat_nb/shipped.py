@@ -4,7 +4,7 @@
 
 # %% ../nbs/33_shipped.ipynb #f7306e79
 from __future__ import annotations
-import fcntl, hashlib, json, os
+import fcntl, json, os
 from pathlib import Path
 
 import torch
@@ -12,6 +12,7 @@ import torch
 import cat_nb
 from .core import atomic_write, atomic_save, to_jsonable
 from .train import read_source_checkpoint
+from .weights import sha256_file
 
 # %% auto #0
 __all__ = ['SHIPPED_DIR', 'SHIPPED_MANIFEST', 'SOURCES_ENV', 'REBUILD_HINT', 'shipped_dir', 'use_shipped', 'shipped_manifest',
@@ -46,12 +47,6 @@ def shipped_entry(like: str, preset: str, folder: str | Path | None = None) -> d
     return shipped_manifest(folder)['models'].get(shipped_name(like, preset))
 
 # %% ../nbs/33_shipped.ipynb #a4d1bd23
-def _sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        while b := f.read(1 << 20): h.update(b)
-    return h.hexdigest()
-
 def _cast(sd: dict, dtype) -> dict:
     return {k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}
 
@@ -63,7 +58,7 @@ def pack_source(run_or_ckpt, folder: str | Path | None = None, train_config: dic
     path = atomic_save(dict(EMA=_cast(st['EMA'], dtype), D=_cast(st['D'], dtype), model=model, step=int(st['step']),
                             train=train_config), folder/f'{name}.pt')
     n = lambda sd: sum(v.numel() for k, v in sd.items() if v.is_floating_point())
-    entry = dict(file=path.name, sha256=_sha256(path), bytes=path.stat().st_size, dtype=str(dtype).removeprefix('torch.'),
+    entry = dict(file=path.name, sha256=sha256_file(path), bytes=path.stat().st_size, dtype=str(dtype).removeprefix('torch.'),
                  step=int(st['step']), params=dict(EMA=n(st['EMA']), D=n(st['D'])), model=model, train_config=train_config,
                  packed_from=str(src), **to_jsonable(record))
     with open(folder/(SHIPPED_MANIFEST + '.lock'), 'w') as lock:          # two packs at once: neither entry is lost
@@ -81,7 +76,7 @@ def load_shipped(like: str, preset: str, folder: str | Path | None = None) -> di
     if e is None: raise FileNotFoundError(f"no shipped {like} source model at preset {preset!r} in {folder} (manifest: {SHIPPED_MANIFEST})")
     p = folder/e['file']
     if not p.exists(): raise FileNotFoundError(f"shipped model {p} is missing; {REBUILD_HINT}")
-    if (h := _sha256(p)) != e['sha256']:
+    if (h := sha256_file(p)) != e['sha256']:
         raise ValueError(f"shipped model {p} does not match its manifest (sha256 {h[:12]}…, expected {e['sha256'][:12]}…); {REBUILD_HINT}")
     st = torch.load(p, map_location='cpu', weights_only=True)
     ema = _cast(st['EMA'], torch.float32)

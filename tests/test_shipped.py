@@ -5,7 +5,8 @@ import pytest, torch
 from cat_nb.core import to_jsonable
 from cat_nb.oasis import oasis_config, build_oasis, load_oasis_state
 from cat_nb.train import train_config
-from cat_nb.shipped import SHIPPED_DIR, shipped_manifest, load_shipped, _sha256
+from cat_nb.shipped import SHIPPED_DIR, shipped_manifest, load_shipped
+from cat_nb.weights import sha256_file
 
 LIKES = ('ade20k', 'cocostuff')
 REQUIRED = ('file', 'sha256', 'bytes', 'iterations', 'commands', 'revision', 'cpu_hours', 'fid_ema', 'kid_ema', 'fid_g',
@@ -21,7 +22,7 @@ def test_manifest_entry(manifest, like):
     e = manifest['models'][f'{like}_standard']
     assert not [k for k in REQUIRED if k not in e], f'manifest entry lacks {[k for k in REQUIRED if k not in e]}'
     p = SHIPPED_DIR/e['file']
-    assert p.stat().st_size == e['bytes'] and _sha256(p) == e['sha256']
+    assert p.stat().st_size == e['bytes'] and sha256_file(p) == e['sha256']
     assert any('train-source' in c for c in e['commands']) and len(e['revision']) == 40 and e['dirty'] is False
     assert e['iterations'] == e['train_config']['iters'] == e['curve'][-1]['step']
     # the model the code's standard recipe trains: otherwise the pipeline would not install it (and would train instead)
