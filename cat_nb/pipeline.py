@@ -64,20 +64,24 @@ def shipped_source(like: str, preset: str, data: Path, cfg) -> dict | None:
         return None
     return e
 
-def source_dir(like: str, preset: str = 'quick', seed: int = 0, data: str | Path | None = None, **overrides):
-    "(run folder, data root, TrainConfig) of the source model of `like` on `data` (default: `synth_data(like, preset)`); trains nothing."
+def _source(like, preset, seed, data, overrides):
+    "(run folder, data root, TrainConfig, shipped manifest entry or None) of a source model."
     data = Path(data) if data is not None else synth_data(like, preset)
     cfg = train_config(like, preset, seed=seed, **overrides)
     key = dict(cfg=to_jsonable(cfg), data=str(data.resolve()))
     if (e := shipped_source(like, preset, data, cfg)) is not None: key['shipped'] = e['sha256']   # never mixed with a trained one
-    return pipeline_root()/'source'/f'{like}_{preset}_{config_hash(key)}', data, cfg
+    return pipeline_root()/'source'/f'{like}_{preset}_{config_hash(key)}', data, cfg, e
+
+def source_dir(like: str, preset: str = 'quick', seed: int = 0, data: str | Path | None = None, **overrides):
+    "(run folder, data root, TrainConfig) of the source model of `like` on `data` (default: `synth_data(like, preset)`); trains nothing."
+    return _source(like, preset, seed, data, overrides)[:3]
 
 def source_run(like: str, preset: str = 'quick', seed: int = 0, data: str | Path | None = None, progress: bool = False,
                device: str = 'auto', **overrides) -> Path:
     "Run folder of the (cached) OASIS source model trained on `data` (default: `synth_data(like, preset)`), or of the shipped one."
-    out, data, cfg = source_dir(like, preset, seed, data, **overrides)
+    out, data, cfg, e = _source(like, preset, seed, data, overrides)
     if _done(out) is not None: return out
-    if (e := shipped_source(like, preset, data, cfg)) is not None:
+    if e is not None:
         st = load_shipped(like, preset)
         RunDir(out, cfg).save_checkpoint(st, st['step'])
         atomic_write(out/'done.json', json.dumps(dict(step=st['step'], data=str(data), shipped=e['file'], sha256=e['sha256']), indent=1) + '\n')
@@ -137,19 +141,19 @@ def ship_source(run, data: str | Path | None = None, other_seed: int = 1, comman
     if st is None or st['step'] < cfg['iters']: raise ValueError(f"{run} is not finished ({0 if st is None else st['step']} of {cfg['iters']} iterations)")
     data = Path(data) if data is not None else synth_data(like, preset)
     val = lambda root: SegDataset(root, like, 'val', size=OASISConfig(**mc).image_hw[0], train=False)
+    v0, v1 = val(data), val(synth_data(like, preset, seed=other_seed))
     ev = lambda G, ds: evaluate(oasis_generate_fn(G, device), ds, metrics=('fid', 'kid'), device=device, progress=False)
     r = {}
     for which in ('EMA', 'G'):
-        G, _, _ = load_source(run, device, which); e = ev(G, val(data))
+        G, _, _ = load_source(run, device, which); e = ev(G, v0)
         r[f'fid_{which.lower()}'], r[f'kid_{which.lower()}'] = round(e['fid'], 2), round(e['kid'], 5)
-    G.load_state_dict(_cast(_cast(st['EMA'], torch.float16), torch.float32)); e = ev(G, val(data))    # the stored (fp16) EMA
+        if which == 'EMA': e = ev(G, v1); r['other_val'] = dict(seed=other_seed, fid_ema=round(e['fid'], 2), kid_ema=round(e['kid'], 5))
+    G.load_state_dict(_cast(_cast(st['EMA'], torch.float16), torch.float32)); e = ev(G, v0)    # the stored (fp16) EMA
     r['fid_ema_fp16'], r['kid_ema_fp16'] = round(e['fid'], 2), round(e['kid'], 5)
-    G, _, _ = load_source(run, device, 'EMA'); e = ev(G, val(synth_data(like, preset, seed=other_seed)))
-    r['other_val'] = dict(seed=other_seed, fid_ema=round(e['fid'], 2), kid_ema=round(e['kid'], 5))
     snaps = snapshots(run); keep = np.unique(np.linspace(0, len(snaps) - 1, min(max_points, len(snaps))).round().astype(int))   # always the last
     curve = []
     for s, p in tqdm([snaps[i] for i in keep], desc=f'FID curve {like}', disable=not progress):
-        e = ev(load_snapshot(p, device), val(data)); curve.append(dict(step=s, fid=round(e['fid'], 2), kid=round(e['kid'], 5)))
+        e = ev(load_snapshot(p, device), v0); curve.append(dict(step=s, fid=round(e['fid'], 2), kid=round(e['kid'], 5)))
     m = rd.metrics(); t = [x['time'] for x in m if 'time' in x]
     git = json.loads((run/'git.json').read_text()) if (run/'git.json').exists() else {}
     threads = int(next((x['device'].split('(')[1].split()[0] for x in m if x.get('event') == 'start' and '(' in x.get('device', '')), 1))
@@ -159,7 +163,7 @@ def ship_source(run, data: str | Path | None = None, other_seed: int = 1, comman
                     commands=list(commands) + ([' '.join(['cat-nb'] + git['argv'][1:])] if git.get('argv') else []),
                     train_wall_hours=round(wall_h, 3) if wall_h else None, threads=threads,
                     cpu_hours=round(wall_h * threads, 3) if wall_h and threads else None, device=next((x['device'] for x in m if x.get('event') == 'start'), None),
-                    val=dict(n=len(val(data)), seed=0), curve=curve, **r)
+                    val=dict(n=len(v0), seed=0), curve=curve, **r)
     from cat_nb.shipped import shipped_dir
     shutil.copyfile(run/'metrics.jsonl', (folder or shipped_dir())/f"{like}_{preset}_metrics.jsonl")   # the training log, for the report's curves
     return e
