@@ -309,7 +309,7 @@ def affinity(source: str, target: str, method: str = 'combination', preset: str 
 
 # %% ../nbs/60_pipeline.ipynb #0dd2a95d
 RUN_SCHEDULES = dict(quick=dict(iters=4, stage1_iters=2, eval_every=0, eval_n=8),
-                     standard=dict(iters=35, stage1_iters=10, eval_every=0, eval_n=50),
+                     standard=dict(iters=300, stage1_iters=100, eval_every=0, eval_n=50),
                      paper=dict(eval_every=0, eval_n=500))
 
 @dataclass(frozen=True)

@@ -249,7 +249,7 @@ def set_trainable(G: nn.Module, groups) -> list[str]:
 TRANSFER_PRESETS = dict(
     quick=dict(iters=12, stage1_iters=6, eval_every=0),
     standard=dict(iters=300, stage1_iters=100, batch_size=4, eval_every=100, eval_n=100, log_every=10, sample_every=100, ckpt_every=100,
-                  lr_g=1e-4, ema_decay=0.995, lambda_vgg=0.0),   # the transfer schedule, independent of the source recipe
+                  lr_g=4e-4, ema_decay=0.995, lambda_vgg=10.0),   # the transfer schedule: the source recipe's losses and lr_g, a faster EMA
     paper=dict(iters=20_000, stage1_iters=5000, eval_every=2000, batch_size=32, log_every=100, sample_every=1000, ckpt_every=2000),
 )
 DEFAULT_FREEZE_D = 3
