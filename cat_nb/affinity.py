@@ -67,8 +67,8 @@ class Affinity:
         return idx, np.take_along_axis(self.A, idx, 1)
     def tensor(self, dtype=torch.float32) -> torch.Tensor: return torch.as_tensor(self.A, dtype=dtype)
     def __repr__(self):
-        return (f"Affinity({self.meta.get('method','?')}: {self.meta.get('target','?')} {self.A.shape[0]} -> "
-                f"{self.meta.get('source','?')} {self.A.shape[1]}, {len(self.meta.get('empty_rows', []))} empty rows)")
+        return (f"Affinity({self.meta.get('method','?')}: {self.meta.get('source','?')} {self.A.shape[1]} -> "     # source first, as 'source->target'
+                f"{self.meta.get('target','?')} {self.A.shape[0]}, {len(self.meta.get('empty_rows', []))} empty rows)")
 
     def save(self, path: str | Path) -> Path:
         "Write `path` (.npy) and its `.json` sidecar (names + provenance) atomically."
@@ -313,12 +313,15 @@ def _load_segmenter(path, source: str, source_data, size: int, device: str):
 
 def affinity_cli(argv: list[str] | None = None) -> int:
     "`cat-nb affinity`: estimate a class affinity matrix (target × source) and save it as .npy + .json."
-    ap = argparse.ArgumentParser(prog='cat-nb affinity', description='Estimate the CAT class affinity matrix (paper §3.1) between a target and a source dataset.')
-    ap.add_argument('--method', required=True, choices=['segmentation', 'features', 'text', 'combination', 'random'])
-    ap.add_argument('--source', choices=LIKES, help='source label space (the pretrained model\'s)')
-    ap.add_argument('--target', choices=LIKES, help='target label space (the few-shot dataset\'s)')
-    ap.add_argument('--source-data', help='source dataset root (features)'); ap.add_argument('--target-data', help='target dataset root (segmentation, features)')
-    ap.add_argument('--subset', help='few-shot subset file of target image names (cat-nb subset)')
+    from cat_nb.cli import HelpFormatter
+    ap = argparse.ArgumentParser(prog='cat-nb affinity', formatter_class=HelpFormatter,
+                                 description='Estimate the CAT class affinity matrix (paper §3.1) between a source and a target dataset.')
+    ap.add_argument('--method', required=True, choices=['segmentation', 'features', 'text', 'combination', 'random'], help='how the affinity is estimated')
+    ap.add_argument('--source', choices=LIKES, help='source label space, the pretrained model\'s (no default; every method but combination)')
+    ap.add_argument('--target', choices=LIKES, help='target label space, the few-shot dataset\'s (no default; every method but combination)')
+    ap.add_argument('--source-data', help='source dataset root (features; segmentation without --segmenter) (no default)')
+    ap.add_argument('--target-data', help='target dataset root (segmentation, features) (no default)')
+    ap.add_argument('--subset', help='few-shot subset file of target image names (cat-nb subset) (default: the whole split)')
     ap.add_argument('--split', default='train', help='split of the datasets to read (default train)')
     ap.add_argument('--size', type=int, default=64, help='image size S the images are read at (default 64)')
     ap.add_argument('--out', required=True, help='output .npy (a .json sidecar is written next to it)')
@@ -327,18 +330,20 @@ def affinity_cli(argv: list[str] | None = None) -> int:
     ap.add_argument('--floor', type=float, default=0.0, help="'clip': similarities below floor get 0 (default 0)")
     ap.add_argument('--empty', default='uniform', choices=['uniform', 'dontcare'], help='rows of target classes without pixels (default uniform)')
     ap.add_argument('--text-encoder', default='auto', choices=['auto', 'clip', 'minilm'], help='text method: auto = CLIP if local weights, else MiniLM')
-    ap.add_argument('--text-weights', help='folder of a Hugging Face CLIP model (text method, --text-encoder clip)')
+    ap.add_argument('--text-weights', help='folder of a Hugging Face CLIP model (text method, --text-encoder clip) (default: none, local cache)')
     ap.add_argument('--names', default='synonyms_prompt', help='text method: name handling strategy (see affinity_text.NAME_STRATEGIES)')
     ap.add_argument('--backbone', default='auto', help='features method: auto, efficientnet-lite0, dino_vits16, dino_vitb16, ibot_vits16, ibot_vitb16')
-    ap.add_argument('--backbone-weights', help='features method: checkpoint of a DINO/iBOT ViT')
+    ap.add_argument('--backbone-weights', help='features method: checkpoint of a DINO/iBOT ViT (default: none)')
     ap.add_argument('--input-size', type=int, default=128, help='features method: backbone input size (default 128)')
     ap.add_argument('--max-source-images', type=int, default=500, help='features method: source images for the prototypes (default 500)')
     ap.add_argument('--segmenter', help='segmentation method: an OASIS source run folder (uses its discriminator) or a source segmenter checkpoint (default: cat_nb\'s segmenter trained on --source-data, cached)')
     ap.add_argument('--inputs', nargs='*', default=[], help='combination: affinity .npy files (methods read from their sidecars)')
     ap.add_argument('--fid', nargs='*', default=[], help='combination: training-free FID per method, METHOD=VALUE')
     ap.add_argument('--soft', action='store_true', help='combination: soft average instead of the majority vote')
-    ap.add_argument('--seed', type=int, default=0, help='random method: seed'); ap.add_argument('--kind', default='dense', choices=['dense', 'onehot'], help='random method')
-    ap.add_argument('--device', default='auto'); ap.add_argument('--batch-size', type=int, default=32)
+    ap.add_argument('--seed', type=int, default=0, help='random method: seed')
+    ap.add_argument('--kind', default='dense', choices=['dense', 'onehot'], help='random method: dense rows or one source class per row')
+    ap.add_argument('--device', default='auto', help='auto (CUDA when present), cpu, cuda or cuda:K')
+    ap.add_argument('--batch-size', type=int, default=32, help='images per forward pass (segmentation, features)')
     ap.add_argument('--table', action='store_true', help='print the per-target top-3 table')
     a = ap.parse_args(argv)
     if a.method != 'combination' and not (a.source and a.target): ap.error(f'--method {a.method} needs --source and --target')

@@ -8,7 +8,7 @@ import argparse, importlib, importlib.metadata as md, importlib.util, json, os, 
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['COMMANDS', 'main', 'weights_status', 'info', 'find_reports', 'reproduce']
+__all__ = ['COMMANDS', 'main', 'HelpFormatter', 'weights_status', 'info', 'find_reports', 'reproduce', 'check_params']
 
 # %% ../nbs/01_cli.ipynb #92338863
 COMMANDS: dict[str, tuple[str, str]] = {  # name: ('module:function', one-line help)
@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {  # name: ('module:function', one-line h
     'subset':    ('cat_nb.subset:subset_cli', "few-shot training subset: the paper's greedy KL-to-uniform sampler"),
     'affinity':  ('cat_nb.affinity:affinity_cli', 'class affinity matrix target x source: text, features, segmentation, combination, random'),
     'model-info': ('cat_nb.oasis:model_info_cli', 'OASIS G/D parameter counts and state_dict listing for a dataset and preset'),
+    'check-data': ('cat_nb.data:check_data_cli', 'pre-flight scan of a dataset: every image/label header, all bad files at once'),
     'train-source': ('cat_nb.train:train_source_cli', 'train (or resume) an OASIS source model on a dataset'),
     'adopt-source': ('cat_nb.pipeline:adopt_source_cli', "use your own (or the official OASIS) source model in the reports instead of training one"),
     'ship-source': ('cat_nb.pipeline:ship_source_cli', 'evaluate a finished source run and make it the shipped source model of its dataset and preset'),
@@ -30,15 +31,25 @@ COMMANDS: dict[str, tuple[str, str]] = {  # name: ('module:function', one-line h
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `cat-nb` console script."
     argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv or argv[0] in ('-h', '--help'):
-        print('usage: cat-nb COMMAND [options]   (cat-nb COMMAND --help for details)\n\ncommands:')
-        for k, (_, h) in COMMANDS.items(): print(f'  {k:<14}{h}')
-        return 0
+    if not argv or argv[0] in ('-h', '--help'):                   # no command is a usage error: the usage on stderr, exit 2
+        f = sys.stdout if argv else sys.stderr
+        print('usage: cat-nb COMMAND [options]   (cat-nb COMMAND --help for details)\n\ncommands:', file=f)
+        for k, (_, h) in COMMANDS.items(): print(f'  {k:<14}{h}', file=f)
+        return 0 if argv else 2
     if argv[0] == '--version': print(md.version('cat_nb')); return 0
     if argv[0] not in COMMANDS:
         print(f"cat-nb: unknown command {argv[0]!r}; choose from: {', '.join(COMMANDS)}", file=sys.stderr); return 2
     mod, fn = COMMANDS[argv[0]][0].split(':')
     return getattr(importlib.import_module(mod), fn)(argv[1:]) or 0
+
+# %% ../nbs/01_cli.ipynb #fcf354c3
+class HelpFormatter(argparse.HelpFormatter):
+    "argparse help that appends `(default: X)` to every optional, non-boolean flag whose help does not name its default."
+    def _get_help_string(self, action):
+        h = action.help or ''
+        if (action.required or not action.option_strings or action.default in (None, argparse.SUPPRESS) or 'default' in h.lower()
+            or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))): return h
+        return h + ' (default: %(default)s)'
 
 # %% ../nbs/01_cli.ipynb #92c5fbae
 def _version(pkg: str) -> str:
@@ -61,7 +72,7 @@ def weights_status() -> list[dict]:
 
 def info(argv: list[str] = ()) -> int:
     "Print versions, device, paths and pretrained-weight status (`--json` for machine-readable output)."
-    ap = argparse.ArgumentParser(prog='cat-nb info', description=info.__doc__)
+    ap = argparse.ArgumentParser(prog='cat-nb info', description=info.__doc__, formatter_class=HelpFormatter)
     ap.add_argument('--json', action='store_true', help='print one JSON object instead of text')
     a = ap.parse_args(argv)
     import torch
@@ -136,13 +147,14 @@ def _prebuild(reports, params_of: dict, preset: str, extra: dict) -> dict:
 
 def reproduce(argv: list[str] = ()) -> int:
     "Run the report notebooks with papermill into `reports/out/<preset>/` and write `SUMMARY.md`."
-    ap = argparse.ArgumentParser(prog='cat-nb reproduce', description=reproduce.__doc__)
+    ap = argparse.ArgumentParser(prog='cat-nb reproduce', description=reproduce.__doc__, formatter_class=HelpFormatter)
     ap.add_argument('--preset', default='quick', choices=['quick', 'standard', 'paper'], help='size of every run (default: quick)')
     ap.add_argument('--only', nargs='*', default=None, help='report names to run (default: all)')
     ap.add_argument('--reports', default=None, help='reports folder (default: ./reports)')
     ap.add_argument('--out', default=None, help='output folder (default: <reports>/out/<preset>)')
-    ap.add_argument('--data', nargs='*', default=[], metavar='LIKE=DIR', help='real dataset roots, e.g. ade20k=~/data/ade20k (needed by --preset paper)')
-    ap.add_argument('-p', '--param', action='append', default=[], metavar='KEY=VALUE', help="report parameter (Python literal), e.g. -p \"seeds=[0]\"; repeatable")
+    ap.add_argument('--data', nargs='*', default=[], metavar='LIKE=DIR', help='real dataset roots, e.g. ade20k=~/data/ade20k (needed by --preset paper; default: none, SynthScenes)')
+    ap.add_argument('-p', '--param', action='append', default=[], metavar='KEY=VALUE', help="report parameter (Python literal), e.g. -p \"seeds=[0]\"; repeatable; checked against the reports' "
+                    "parameters cells before anything runs (default: none, each report's plan)")
     ap.add_argument('--force', action='store_true', help='rerun reports that already finished')
     ap.add_argument('--retrain-sources', action='store_true', help='train the source models instead of installing the shipped ones '
                     '(standard preset; sets CAT_NB_SOURCES=train for every worker and report)')
@@ -154,6 +166,7 @@ def reproduce(argv: list[str] = ()) -> int:
         extra = dict(_literal(kv, '-p') for kv in a.param)
         roots = dict(_literal(kv, '--data') for kv in a.data)
     except ValueError as e: ap.error(str(e))
+    given = dict(extra)                                               # the -p parameters alone (checked below)
     if roots: extra['data_roots'] = {k: str(Path(v).expanduser().resolve()) for k, v in roots.items()}
     rdir = find_reports(a.reports)
     nbs = all_nbs = sorted(p for p in rdir.glob('*.ipynb') if not p.name.startswith('_'))
@@ -161,6 +174,8 @@ def reproduce(argv: list[str] = ()) -> int:
         unknown = set(a.only) - {p.stem for p in nbs}
         if unknown: ap.error(f"unknown report(s) {sorted(unknown)}; available: {[p.stem for p in nbs]}")
         nbs = [p for p in nbs if p.stem in a.only]
+    try: check_params({p.stem: _declared(p) for p in all_nbs}, [p.stem for p in nbs], given, a.preset)
+    except ValueError as e: ap.error(str(e))
     out = Path(a.out) if a.out else rdir/'out'/a.preset; out.mkdir(parents=True, exist_ok=True)
     params_of = {nb.stem: dict(preset=a.preset, out_dir=str((out/nb.stem).resolve()))
                           | {k: v for k, v in extra.items() if k in pm.inspect_notebook(str(nb))} for nb in nbs}
@@ -193,3 +208,33 @@ def reproduce(argv: list[str] = ()) -> int:
     print(f'done: {n - len(failed)} of {n} report(s) in {time.time() - t_all:.0f}s; executed notebooks, tables and figures in {out.resolve()}\nsummary: {s.resolve()}')
     if failed: print(f'failed: {", ".join(failed)} (rerun the same command: finished runs are cached)', file=sys.stderr)
     return 1 if failed else 0
+
+# %% ../nbs/01_cli.ipynb #761e3b87
+_PRESETS = ('quick', 'standard', 'paper')
+_TYPES = dict(int=int, float=(int, float), str=str, list=(list, tuple), dict=dict, bool=bool)
+
+def _declared(nb) -> dict:
+    "papermill's reading of a report's `parameters` cell: {name: {inferred_type_name, default, help}}; {} when it cannot read it."
+    import papermill as pm
+    try: return pm.inspect_notebook(str(nb))
+    except Exception: return {}
+
+def check_params(declared: dict[str, dict], selected: list[str], given: dict, preset: str) -> None:
+    """Refuse `-p` parameters (ValueError) before any work: keys no selected report declares, values of another type than the
+    parameter's annotation, an unknown preset, what the reports' plans refuse. `declared`: {report: papermill.inspect_notebook(report)}."""
+    own = lambda r: ', '.join(k for k in declared[r] if k not in ('preset', 'out_dir')) or '(none)'
+    for k, v in given.items():
+        takers = [r for r in selected if k in declared[r]]
+        if not takers:
+            others = [r for r in declared if r not in selected and k in declared[r]]
+            raise ValueError(f"-p {k}: no selected report has a parameter {k!r}" + (f" (only {', '.join(others)}, not selected, take it)" if others else '')
+                             + '; their parameters: ' + '; '.join(f'{r}: {own(r)}' for r in selected))
+        if k == 'preset' and v not in _PRESETS: raise ValueError(f"-p preset={v!r}: choose from {', '.join(_PRESETS)} (or use --preset)")
+        for r in takers:
+            t = declared[r][k].get('inferred_type_name'); want = _TYPES.get(t)
+            if v is not None and want is not None and (not isinstance(v, want) or (isinstance(v, bool) and t != 'bool')):
+                raise ValueError(f"-p {k}={v!r}: report {r} expects {t} (default {declared[r][k].get('default')})")
+    if any(k not in ('preset', 'out_dir') for k in given):
+        from cat_nb.reports import PLANS, report_work
+        try: report_work({r: {k: v for k, v in given.items() if k in declared[r]} for r in selected if r in PLANS}, given.get('preset', preset))
+        except Exception as e: raise ValueError(f"-p: the reports' plans refuse these parameters: {e}") from e

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #ddef1486
 from __future__ import annotations
-import dataclasses, datetime, hashlib, json, os, platform, random, socket, subprocess, sys, tempfile
+import dataclasses, datetime, hashlib, json, os, platform, random, re, socket, subprocess, sys, tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['cat_home', 'torch_home', 'paths', 'get_device', 'device_summary', 'seed_everything', 'atomic_open', 'atomic_write',
-           'atomic_save', 'to_jsonable', 'config_hash', 'git_revision', 'RunDir']
+__all__ = ['cat_home', 'torch_home', 'paths', 'get_device', 'device_summary', 'seed_everything', 'umask_mode', 'atomic_open',
+           'atomic_write', 'atomic_save', 'to_jsonable', 'config_hash', 'git_revision', 'clean_stale_tmp', 'RunDir']
 
 # %% ../nbs/00_core.ipynb #4034b9bd
 def cat_home() -> Path:
@@ -63,6 +63,16 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 # %% ../nbs/00_core.ipynb #f759584e
+def umask_mode(folder: bool = False) -> int:
+    "The mode a new file (`0o666`) or folder (`0o777`) gets under the process umask."
+    m = None
+    try:
+        for line in Path('/proc/self/status').read_text().splitlines():
+            if line.startswith('Umask:'): m = int(line.split()[1], 8); break
+    except (OSError, ValueError): pass
+    if m is None: m = os.umask(0o022); os.umask(m)
+    return (0o777 if folder else 0o666) & ~m
+
 @contextmanager
 def atomic_open(path: str | Path, mode: str = 'wb'):
     "Open a temp file next to `path`; on clean exit fsync and rename it over `path`, on error delete it."
@@ -73,6 +83,7 @@ def atomic_open(path: str | Path, mode: str = 'wb'):
         with os.fdopen(fd, mode, **({} if 'b' in mode else dict(encoding='utf-8'))) as f:
             yield f
             f.flush(); os.fsync(f.fileno())
+        os.chmod(tmp, umask_mode())                                # mkstemp's 0600 -> what open() would give
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True); raise
@@ -93,9 +104,20 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     return Path(path)
 
 # %% ../nbs/00_core.ipynb #4ea1fbe7
+def _dataclass_json(x) -> dict:
+    """Fields of a dataclass instance as JSON, leaving out the names in its class's `_omit_at_default` while they hold their
+    default: a field added later with a default that keeps the old behaviour leaves the JSON, and so every config hash and
+    run folder made before it, unchanged."""
+    omit, out = getattr(type(x), '_omit_at_default', ()), {}
+    for f in dataclasses.fields(x):
+        v = getattr(x, f.name)
+        if f.name in omit and f.default is not dataclasses.MISSING and v == f.default: continue
+        out[f.name] = to_jsonable(v)
+    return out
+
 def to_jsonable(x: Any) -> Any:
     "Dataclasses, paths, tuples, NumPy scalars and torch devices/dtypes → plain JSON types."
-    if dataclasses.is_dataclass(x) and not isinstance(x, type): x = dataclasses.asdict(x)
+    if dataclasses.is_dataclass(x) and not isinstance(x, type): return _dataclass_json(x)
     if isinstance(x, dict): return {str(k): to_jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)): return [to_jsonable(v) for v in x]
     if isinstance(x, (Path, torch.device, torch.dtype)): return str(x)
@@ -118,6 +140,15 @@ def git_revision(path: str | Path | None = None) -> dict:
     except (OSError, subprocess.TimeoutExpired): return dict(commit=None, dirty=None)
 
 # %% ../nbs/00_core.ipynb #e3638dc2
+_TMP_RE = re.compile(r'^\..+\.[a-z0-9_]{8}\.tmp$')       # what atomic_open's mkstemp names look like
+
+def clean_stale_tmp(folder: str | Path) -> list[Path]:
+    "Delete the temporaries that interrupted `atomic_open` writes left in `folder` and its sub-folders; returns them."
+    folder = Path(folder)
+    gone = [p for p in (folder.rglob('.*.tmp') if folder.is_dir() else []) if p.is_file() and _TMP_RE.match(p.name)]
+    for p in gone: p.unlink(missing_ok=True)
+    return gone
+
 class RunDir:
     "A run folder holding `config.json`, `git.json`, `metrics.jsonl` and atomic `checkpoints/`."
     def __init__(self, path: str | Path, cfg: Any = None, resume: bool = True):
@@ -125,6 +156,9 @@ class RunDir:
         self.ckpt_dir = self.path/'checkpoints'
         cfg_file = self.path/'config.json'
         if cfg is not None:
+            if gone := clean_stale_tmp(self.path):
+                print(f"{self.path}: removed {len(gone)} temporary file(s) left by an interrupted write: "
+                      f"{', '.join(str(p.relative_to(self.path)) for p in gone)}", file=sys.stderr)
             new = to_jsonable(cfg)
             if cfg_file.exists():
                 old = json.loads(cfg_file.read_text())

@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_data.ipynb #c3183eaf
 from __future__ import annotations
-import csv, functools, hashlib, json, random
+import argparse, csv, functools, hashlib, json, random, sys, time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,8 @@ from PIL import Image, UnidentifiedImageError
 __all__ = ['LIKES', 'DONT_CARE_ID', 'NUM_IDS', 'CITYSCAPES_EVAL_IDS', 'ASSETS', 'PREPARE_CMD', 'SPLITS', 'check_like',
            'class_table', 'num_ids', 'class_names', 'out_hw', 'class_colors', 'colorize', 'DatasetError', 'split_dirs',
            'list_pairs', 'decode_label', 'encode_label', 'read_image', 'read_label', 'SegDataset', 'write_pair',
-           'fingerprint', 'label_histograms', 'check_dataset']
+           'fingerprint', 'label_histograms', 'check_dataset', 'scan_split', 'check_data', 'preflight',
+           'check_data_cli']
 
 # %% ../nbs/10_data.ipynb #28f307c0
 LIKES = ('ade20k', 'cocostuff', 'cityscapes')
@@ -262,3 +263,86 @@ def check_dataset(root, like: str, splits=('train', 'val'), progress: bool = Tru
             _, lab = ds.load(i); present[np.unique(lab)] = True
         rep[split] = dict(n=len(ds), ids_present=np.flatnonzero(present).tolist())
     return rep
+
+# %% ../nbs/10_data.ipynb #f4d843ec
+_PNG_END = b'IEND\xaeB`\x82'
+
+def _header(path) -> tuple[tuple[int, int], str, bool]:
+    "(W, H), mode, and whether the format's end marker is in the last 4 KiB (PNG IEND, JPEG EOI; other formats: True). No decoding."
+    with open(path, 'rb') as f:
+        im = Image.open(f); size, mode, fmt = im.size, im.mode, im.format
+        f.seek(max(0, f.seek(0, 2) - 4096)); tail = f.read()
+    return size, mode, (_PNG_END in tail if fmt == 'PNG' else b'\xff\xd9' in tail if fmt == 'JPEG' else True)
+
+def scan_split(root, like: str, split: str = 'train', subset=None) -> tuple[int, list[str]]:
+    """(pairs whose headers were read, problems: one line each naming the file) of `split`. Pairing is checked for the whole split
+    (the readers refuse any unpaired file); with `subset` (names, indices or a `cat-nb subset` file) only its pairs' headers are read."""
+    check_like(like); img_dir, lbl_dir = split_dirs(root, like, split)
+    if not Path(root).is_dir(): return 0, [str(_missing(root, like, 'dataset folder'))]
+    probs = [str(_missing(d, like, w)) for d, w in ((img_dir, 'image folder'), (lbl_dir, 'label folder')) if not d.is_dir()]
+    if probs: return 0, probs
+    nested, ls = like == 'cityscapes', _LBL_SUFFIX[like]
+    imgs = _stems(img_dir, (_IMG_SUFFIX[like], '.png') if not nested else (_IMG_SUFFIX[like],), nested)
+    lbls = _stems(lbl_dir, (ls,), nested)
+    probs += [f"{imgs[k]}: image has no label map (expected {lbl_dir/(k + ls)})" for k in sorted(set(imgs) - set(lbls))]
+    probs += [f"{lbls[k]}: label map has no image (expected {img_dir/(k + _IMG_SUFFIX[like])})" for k in sorted(set(lbls) - set(imgs))]
+    if not imgs: probs.append(f"{img_dir} holds no images; prepare the dataset with `{PREPARE_CMD[like]}`")
+    keys = sorted(set(imgs) & set(lbls))
+    if (names := _load_subset(subset)) is not None:
+        if all(isinstance(n, (int, np.integer)) for n in names): names = [sorted(imgs)[i] for i in names if 0 <= i < len(imgs)]
+        probs += [f"subset name {n!r} is not an image of {img_dir}" for n in names if n not in imgs]
+        keys = [k for k in dict.fromkeys(names) if k in imgs and k in lbls]
+    for k in keys:
+        ip, lp, sizes = imgs[k], lbls[k], []
+        for p, what in ((ip, 'image'), (lp, 'label map')):
+            try: size, mode, ended = _header(p)
+            except Exception as e: probs.append(f"{p}: unreadable {what} ({type(e).__name__}: {e})"); continue
+            if not ended: probs.append(f"{p}: truncated {what} (no {'PNG IEND' if p.suffix == '.png' else 'JPEG end'} marker)")
+            if what == 'label map' and mode not in ('L', 'P', 'I', 'I;16'):
+                probs.append(f"{p}: label map has mode {mode}; expected a one-channel id map (L or P)")
+            sizes.append(size)
+        if len(sizes) == 2 and sizes[0] != sizes[1]:
+            probs.append(f"{ip} is {sizes[0][0]}x{sizes[0][1]} but its label map {lp} is {sizes[1][0]}x{sizes[1][1]} (W x H)")
+    return len(keys), probs
+
+def check_data(root, like: str, split: str = 'all', subset=None) -> dict:
+    """`scan_split` of 'train', 'val' or 'all' (`subset`: of train): {split: {'pairs', 'problems'}, 'seconds'}. With 'all', a val
+    split whose image and label folders are both absent (a set written with `--n-val 0`) is left out, not a problem."""
+    t0, rep = time.perf_counter(), {}
+    for s in (('train', 'val') if split == 'all' else (split,)):
+        if split == 'all' and s == 'val' and not any(d.is_dir() for d in split_dirs(root, like, s)): continue
+        n, probs = scan_split(root, like, s, subset if s == 'train' else None)
+        rep[s] = dict(pairs=n, problems=probs)
+    return rep | dict(seconds=time.perf_counter() - t0)
+
+def preflight(root, like: str, split: str = 'train', subset=None, show: int = 20) -> str | None:
+    "None when `check_data` finds nothing wrong, else a message listing the first `show` problems and how to list them all."
+    rep = check_data(root, like, split, subset)
+    probs = [p for s in ('train', 'val') for p in rep.get(s, {}).get('problems', [])]
+    if not probs: return None
+    more = f"\n  ... and {len(probs) - show} more: `cat-nb check-data --data {root} --like {like} --split {split}` lists them all" if len(probs) > show else ''
+    return (f"{len(probs)} problem(s) in {root} ({like}, {split}) before anything was written; fix them, or pass --no-check:\n  "
+            + '\n  '.join(probs[:show]) + more)
+
+# %% ../nbs/10_data.ipynb #10037f16
+def check_data_cli(argv: list[str] | None = None) -> int:
+    "`cat-nb check-data`: pre-flight scan of a dataset; every bad file on its own line, exit status 1 when there is any."
+    from cat_nb.cli import HelpFormatter
+    ap = argparse.ArgumentParser(prog='cat-nb check-data', formatter_class=HelpFormatter,
+                                 description='Pre-flight scan of a dataset in its official layout: pairs every image with its label map and reads every '
+                                 'file header (size, mode, end marker) without decoding, then lists every bad file at once. train-source and '
+                                 'transfer run it on the files they read (--no-check skips it).')
+    ap.add_argument('--data', required=True, help='dataset root (real or SynthScenes)')
+    ap.add_argument('--like', required=True, choices=LIKES, help='layout and id convention of the dataset')
+    ap.add_argument('--split', default='all', choices=['train', 'val', 'all'], help='split(s) to scan; with all, an absent val split is left out')
+    ap.add_argument('--subset', help="read only these training images' headers (a `cat-nb subset` file; default: every image)")
+    a = ap.parse_args(argv)
+    rep = check_data(a.data, a.like, a.split, a.subset)
+    bad = 0
+    for s in ('train', 'val'):
+        if s not in rep: continue
+        r = rep[s]; bad += len(r['problems'])
+        for p in r['problems']: print(p, file=sys.stderr)
+        print(f"{a.like} {s}: {r['pairs']} pairs read, {len(r['problems'])} problem(s)")
+    print(f"{'ok' if not bad else f'{bad} problem(s)'}: {a.data} checked in {rep['seconds']:.2f}s")
+    return 1 if bad else 0

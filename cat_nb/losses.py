@@ -55,12 +55,12 @@ def labelmix_bits(num_classes: int, generator: torch.Generator | None = None, de
     return torch.randint(0, 2, (num_classes,), generator=generator).to(device)
 
 def labelmix(real: torch.Tensor, fake: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    "M·real + (1-M)·fake, images (B,3,H,W), mask (B,1,H,W)."
-    return mask * real + (1 - mask) * fake
+    "M·real + (1-M)·fake, images (B,3,H,W), mask (B,1,H,W) in {0,1}: a select, exactly the official products and one op instead of four."
+    return torch.where(mask.bool(), real, fake)
 
 def labelmix_loss(mask, d_mixed, d_fake, d_real) -> torch.Tensor:
     "MSE between D(mix) and the mix of D's outputs, over all N+1 logits; gradients flow through all three."
-    return F.mse_loss(mask * d_real + (1 - mask) * d_fake, d_mixed)
+    return F.mse_loss(labelmix(d_real, d_fake, mask), d_mixed)
 
 # %% ../nbs/31_losses.ipynb #12d16823
 def majority_labels(label: torch.Tensor, hw) -> torch.Tensor:
@@ -79,20 +79,29 @@ def adv_loss(views: list[torch.Tensor], label: torch.Tensor, for_real: bool, con
     return sum(n1_loss(v, majority_labels(label, v.shape[-2:]), for_real, contain_dontcare) for v in views) / len(views)
 
 def d_loss(D, real: torch.Tensor, fake: torch.Tensor, label: torch.Tensor, lambda_labelmix: float = 10.0,
-           bits: torch.Tensor | None = None, contain_dontcare: bool = True, views=None) -> tuple[torch.Tensor, dict]:
+           bits: torch.Tensor | None = None, contain_dontcare: bool = True, views=None, batched: bool = False) -> tuple[torch.Tensor, dict]:
     """OASIS D loss: fake CE + balanced real CE + λ_LM·LabelMix. Returns (loss, {'D_fake','D_real','D_lm'}).
-    `views(x, final)` -> (final logits (B,N+1,H,W), [logit maps the adversarial terms read]); default D's output alone."""
+    `views(x, final)` -> (final logits (B,N+1,H,W), [logit maps the adversarial terms read]); default D's output alone.
+    `batched`: one D pass over [fake; real; mix] (3B images) instead of three passes (needs `bits` when LabelMix is on)."""
     lm = lambda_labelmix > 0
     views = views or (lambda x, final=True: (o := D(x), [o]))
-    d_fake, f_maps = views(fake, lm)
-    l_fake = adv_loss(f_maps, label, False, contain_dontcare)
-    d_real, r_maps = views(real, lm)
-    l_real = adv_loss(r_maps, label, True, contain_dontcare)
+    if batched:
+        if lm and bits is None: raise ValueError("d_loss(batched=True) draws no LabelMix bits itself: pass bits (labelmix_bits(num_classes))")
+        mask = labelmix_mask(label, bits) if lm else None
+        xs = [fake, real] + ([labelmix(real, fake, mask)] if lm else [])
+        final, maps = views(torch.cat(xs), lm)
+        finals = final.chunk(len(xs)) if final is not None else [None] * len(xs)
+        (d_fake, d_real, *d_mix), (f_maps, r_maps, *_) = finals, list(zip(*[m.chunk(len(xs)) for m in maps]))
+    else:
+        (d_fake, f_maps), (d_real, r_maps) = views(fake, lm), views(real, lm)
+        if lm:
+            if bits is None: bits = labelmix_bits(d_fake.shape[1] - 1, device=label.device)
+            mask = labelmix_mask(label, bits)
+        d_mix = [D(labelmix(real, fake, mask))] if lm else []
+    l_fake, l_real = adv_loss(list(f_maps), label, False, contain_dontcare), adv_loss(list(r_maps), label, True, contain_dontcare)
     loss, parts = l_fake + l_real, dict(D_fake=l_fake.detach(), D_real=l_real.detach())
     if lm:
-        if bits is None: bits = labelmix_bits(d_fake.shape[1] - 1, device=label.device)
-        mask = labelmix_mask(label, bits)
-        l_lm = labelmix_loss(mask, D(labelmix(real, fake, mask)), d_fake, d_real)
+        l_lm = labelmix_loss(mask, d_mix[0], d_fake, d_real)
         loss = loss + lambda_labelmix * l_lm; parts['D_lm'] = l_lm.detach()
     return loss, parts
 

@@ -424,16 +424,22 @@ def load_run_generator(run, device: str = 'auto', which: str = 'EMA') -> tuple[n
 
 def evaluate_cli(argv: list[str] | None = None) -> int:
     "`cat-nb evaluate`: FID, KID, mIoU, LPIPS and MS-SSIM diversity of a source or transfer run, written as JSON."
-    ap = argparse.ArgumentParser(prog='cat-nb evaluate', description='Evaluate the generator of a source or transfer run under the fixed protocol of cat_nb.metrics.')
-    ap.add_argument('--run', required=True, help='run folder of `cat-nb train` or `cat-nb transfer` (config.json + checkpoints/), or a source checkpoint file')
+    from cat_nb.cli import HelpFormatter
+    ap = argparse.ArgumentParser(prog='cat-nb evaluate', formatter_class=HelpFormatter,
+                                 description='Evaluate the generator of a source or transfer run under the fixed protocol of cat_nb.metrics.')
+    ap.add_argument('--run', required=True, help='run folder of `cat-nb train-source` or `cat-nb transfer` (config.json + checkpoints/), '
+                    'an official OASIS checkpoint folder, or a source checkpoint file')
     ap.add_argument('--data', default=None, help="dataset root of the run's (target) dataset, whose val split is used; default: the root the run recorded")
     ap.add_argument('--metrics', default='fid,kid,miou,lpips,msssim', help='comma-separated subset of ' + ','.join(METRICS))
-    ap.add_argument('--segmenter', default=None, help='evaluation segmenter: a .pt saved by cat_nb.segmenter, or omitted for the cached cat_nb one')
+    ap.add_argument('--segmenter', default=None, help='evaluation segmenter: a .pt saved by cat_nb.segmenter (default: the cached cat_nb one)')
     ap.add_argument('--seg-preset', default='standard', choices=['quick', 'standard', 'paper'], help='preset of the cat_nb segmenter (default standard)')
     ap.add_argument('--which', default='EMA', choices=['EMA', 'G'], help='generator weights to evaluate')
-    ap.add_argument('--seed', type=int, default=0); ap.add_argument('--n-div', type=int, default=20); ap.add_argument('--div-maps', type=int, default=50)
-    ap.add_argument('--device', default='auto'); ap.add_argument('--out', default=None, help='JSON path (default RUN/evaluate_<metrics>.json)')
-    ap.add_argument('--no-progress', action='store_true')
+    ap.add_argument('--seed', type=int, default=0, help='seed of the generator noise')
+    ap.add_argument('--n-div', type=int, default=20, help='samples per label map for LPIPS/MS-SSIM diversity')
+    ap.add_argument('--div-maps', type=int, default=50, help='label maps for LPIPS/MS-SSIM diversity')
+    ap.add_argument('--device', default='auto', help='auto (CUDA when present), cpu, cuda or cuda:K')
+    ap.add_argument('--out', default=None, help='JSON path (default RUN/evaluate_<metrics>.json)')
+    ap.add_argument('--no-progress', action='store_true', help='no progress bars')
     a = ap.parse_args(argv)
     ms = tuple(m.strip().lower() for m in a.metrics.split(',') if m.strip())
     bad = set(ms) - set(METRICS)
@@ -441,6 +447,9 @@ def evaluate_cli(argv: list[str] | None = None) -> int:
     if not ms: ap.error('no metrics given')
     run = Path(a.run)
     if not run.exists(): ap.error(f'--run {run}: no such run folder or checkpoint')
+    if run.is_dir() and not list(run.glob('*_G.pth')) and not list(run.glob('checkpoints/step_*.pt')):
+        ap.error(f"--run {run} holds no checkpoint ({'the run has not saved one yet' if (run/'config.json').exists() else 'not a run folder'}); "
+                 "train it with `cat-nb train-source` or `cat-nb transfer`, or give a checkpoint file")
     data = a.data or (recorded_data_root(run) if run.is_dir() else None)
     if data is None:
         ap.error(f'--data is required: {run} does not record its dataset root (only transfer runs written by `cat-nb transfer` do, in run.json)')

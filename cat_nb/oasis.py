@@ -378,10 +378,11 @@ def load_oasis_state(net: nn.Module, state: dict | str | Path, what: str = '') -
 # %% ../nbs/30_oasis.ipynb #6153ebc2
 def model_info_cli(argv: list[str] | None = None) -> int:
     "`cat-nb model-info`: parameter counts of OASIS G and D, and optionally their state_dict listing."
-    p = argparse.ArgumentParser(prog='cat-nb model-info', description='Parameter counts and state_dict layout of OASIS G and D.')
-    p.add_argument('--like', choices=LIKES, default='ade20k')
-    p.add_argument('--preset', choices=PRESETS, default='paper')
-    p.add_argument('--listing', type=Path, help='write `key<TAB>shape` lines of G and D here (reference file format)')
+    from cat_nb.cli import HelpFormatter
+    p = argparse.ArgumentParser(prog='cat-nb model-info', description='Parameter counts and state_dict layout of OASIS G and D.', formatter_class=HelpFormatter)
+    p.add_argument('--like', choices=LIKES, default='ade20k', help='dataset (label set and image shape)')
+    p.add_argument('--preset', choices=PRESETS, default='paper', help='model size')
+    p.add_argument('--listing', type=Path, help='write `key<TAB>shape` lines of G and D here (reference file format; default: no listing)')
     a = p.parse_args(argv)
     cfg = oasis_config(a.like, a.preset)
     G, D = build_on_meta(cfg)

@@ -226,10 +226,16 @@ def paper_segmenter(name: str, model, in_hw: tuple[int, int] | None = None) -> E
 # %% ../nbs/42_segmenter.ipynb #44f9e615
 def segmenter_cli(argv: list[str] | None = None) -> int:
     "`cat-nb segmenter`: train (or load from cache) the evaluation segmenter of a dataset and print its validation mIoU."
-    ap = argparse.ArgumentParser(prog='cat-nb segmenter', description='Train and cache the cat_nb evaluation segmenter of a dataset; report its validation mIoU.')
-    ap.add_argument('--data', required=True, help='dataset root'); ap.add_argument('--like', required=True, choices=['ade20k', 'cocostuff', 'cityscapes'])
-    ap.add_argument('--preset', default='standard', choices=list(SEG_PRESETS)); ap.add_argument('--size', type=int, default=None)
-    ap.add_argument('--steps', type=int, default=None); ap.add_argument('--device', default='auto'); ap.add_argument('--json', action='store_true')
+    from cat_nb.cli import HelpFormatter
+    ap = argparse.ArgumentParser(prog='cat-nb segmenter', description='Train and cache the cat_nb evaluation segmenter of a dataset; report its validation mIoU.',
+                                 formatter_class=HelpFormatter)
+    per = lambda k: "default: the preset's: " + ', '.join(f'{p} {c[k]}' for p, c in SEG_PRESETS.items())
+    ap.add_argument('--data', required=True, help='dataset root'); ap.add_argument('--like', required=True, choices=['ade20k', 'cocostuff', 'cityscapes'], help='dataset family')
+    ap.add_argument('--preset', default='standard', choices=list(SEG_PRESETS), help='segmenter size and schedule')
+    ap.add_argument('--size', type=int, default=None, help=f"image height it reads at ({per('size')})")
+    ap.add_argument('--steps', type=int, default=None, help=f"training steps ({per('steps')})")
+    ap.add_argument('--device', default='auto', help='auto (CUDA when present), cpu, cuda or cuda:K')
+    ap.add_argument('--json', action='store_true', help='print the validation result as JSON')
     a = ap.parse_args(argv)
     ov = {k: v for k, v in dict(size=a.size, steps=a.steps).items() if v is not None}
     cfg = segmenter_config(a.like, a.preset, **ov)

@@ -57,11 +57,13 @@ def sample_subset(data, like: str, n: int, seed: int = 0, split: str = 'train', 
 
 def subset_cli(argv: list[str]) -> int:
     "`cat-nb subset`: write the paper's few-shot subset of a dataset to a file."
-    ap = argparse.ArgumentParser(prog='cat-nb subset', description="Greedy few-shot subset (the paper's KL-to-uniform sampler).")
+    from cat_nb.cli import HelpFormatter
+    ap = argparse.ArgumentParser(prog='cat-nb subset', description="Greedy few-shot subset (the paper's KL-to-uniform sampler).", formatter_class=HelpFormatter)
     ap.add_argument('--data', required=True, help='dataset root in its official layout (real or SynthScenes)')
-    ap.add_argument('--like', required=True, choices=LIKES)
+    ap.add_argument('--like', required=True, choices=LIKES, help='layout and label set of the dataset')
     ap.add_argument('--n', type=int, default=100, help='subset size (sizes nest for one seed)')
-    ap.add_argument('--seed', type=int, default=0); ap.add_argument('--split', default='train', choices=['train', 'val'])
+    ap.add_argument('--seed', type=int, default=0, help="seed of the sampler's random first image")
+    ap.add_argument('--split', default='train', choices=['train', 'val'], help='split to draw from')
     ap.add_argument('--out', required=True, help='output file: .json (names + statistics) or .txt (one name per line)')
     a = ap.parse_args(argv)
     t0 = time.time()

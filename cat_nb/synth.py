@@ -4,14 +4,14 @@
 
 # %% ../nbs/12_synth.ipynb #d4bedc79
 from __future__ import annotations
-import argparse, json, time
+import argparse, glob, json, os, shutil, sys, tempfile, time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from .data import LIKES, check_like, class_names, num_ids, out_hw, write_pair, split_dirs, colorize
-from .core import atomic_write
+from .core import atomic_write, umask_mode
 
 # %% auto #0
 __all__ = ['MATERIALS', 'PALETTES', 'MAT_INDEX', 'N_VARIANTS', 'CONCEPTS', 'THINGS', 'material_texture', 'material_bank',
@@ -519,11 +519,49 @@ def make_pair(like: str, size: int, seed: int, split: str = 'train', index: int 
     return render(scene(like, H, W, rng), material_bank(H, W))
 
 # %% ../nbs/12_synth.ipynb #6f96387e
-def write_synth(out, like: str, n_train: int = 1000, n_val: int = 200, size: int = 64, seed: int = 0, progress: bool = True) -> Path:
-    "Write SynthScenes-`like` into `out` in the real dataset's layout, plus concepts.json; returns `out`."
-    from tqdm.auto import tqdm
-    check_like(like); out = Path(out); out.mkdir(parents=True, exist_ok=True)
+def _held(out: Path) -> str | None:
+    "What writing a set to `out` would replace: None for an absent or empty folder; a file (or a file on the path) raises."
+    for p in (out, *out.parents):
+        if p.exists() and not p.is_dir(): raise FileExistsError(f"{p} is a file, not a folder: --out takes the folder to write the dataset into")
+        if p.exists(): break
+    if not out.exists() or not any(out.iterdir()): return None
+    try: m = json.loads((out/'concepts.json').read_text())
+    except (OSError, ValueError): m = None
+    if isinstance(m, dict) and m.get('generator') == 'cat_nb.synth':
+        return f"a SynthScenes-{m.get('like')} set (seed {m.get('seed')}, {m.get('n_train')} train + {m.get('n_val')} val, size {m.get('size')})"
+    return 'files that are not a SynthScenes set (no concepts.json written by cat_nb.synth)'
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    "Rename the finished folder `tmp` to `out`; an existing `out` is renamed aside first and deleted after."
+    old = out.with_name(f'.{out.name}.old-{os.getpid()}') if out.exists() else None
+    if old is not None: shutil.rmtree(old, ignore_errors=True); os.rename(out, old)
+    try: os.rename(tmp, out)
+    except BaseException:
+        if old is not None: os.rename(old, out)
+        raise
+    if old is not None: shutil.rmtree(old, ignore_errors=True)
+
+def write_synth(out, like: str, n_train: int = 1000, n_val: int = 200, size: int = 64, seed: int = 0, progress: bool = True,
+                overwrite: bool = False) -> Path:
+    """Write SynthScenes-`like` to folder `out` in the real dataset's layout, plus concepts.json; returns `out`. Built in a hidden
+    sibling folder and swapped in whole; an `out` that is not empty is replaced only with `overwrite` (FileExistsError otherwise)."""
+    check_like(like); given = Path(out); out = given.absolute()
+    if out.is_symlink(): out = out.resolve()
     if n_train < 0 or n_val < 0 or size < 8: raise ValueError(f"need n_train, n_val >= 0 and size >= 8, got {n_train}, {n_val}, {size}")
+    if (held := _held(out)) and not overwrite:
+        raise FileExistsError(f"{given} already holds {held}; choose a new folder, or pass --overwrite (overwrite=True) to delete "
+                              f"{'that set' if held.startswith('a Synth') else 'those files'} and write the new set in its place (never mixed)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(glob.escape(f'.{out.name}') + '.partial-*'): shutil.rmtree(stale, ignore_errors=True)   # killed writes
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f'.{out.name}.partial-')); os.chmod(tmp, umask_mode(folder=True))
+    try:
+        _write_synth(tmp, like, n_train, n_val, size, seed, progress)
+        _swap_in(tmp, out)
+    except BaseException: shutil.rmtree(tmp, ignore_errors=True); raise
+    return given
+
+def _write_synth(out: Path, like, n_train, n_val, size, seed, progress) -> None:
+    from tqdm.auto import tqdm
     H, W = out_hw(like, size); bank = material_bank(H, W)
     for split, n in (('train', n_train), ('val', n_val)):
         pre = {'ade20k': f'ADE_{"train" if split == "train" else "val"}_', 'cocostuff': '', 'cityscapes': ''}[like]
@@ -537,20 +575,24 @@ def write_synth(out, like: str, n_train: int = 1000, n_val: int = 200, size: int
     meta = dict(like=like, generator='cat_nb.synth', seed=seed, size=size, hw=[H, W], n_train=n_train, n_val=n_val,
                 classes={str(k): v for k, v in family_concepts(like).items()})
     atomic_write(out/'concepts.json', json.dumps(meta, indent=1))
-    return out
 
 # %% ../nbs/12_synth.ipynb #f3d64a26
 def synth_cli(argv: list[str]) -> int:
     "`cat-nb synth`: write a SynthScenes dataset in a real dataset's layout."
-    ap = argparse.ArgumentParser(prog='cat-nb synth', description='Write SynthScenes, the embedded benchmark, in the layout and id convention of a real dataset.')
+    from cat_nb.cli import HelpFormatter
+    ap = argparse.ArgumentParser(prog='cat-nb synth', formatter_class=HelpFormatter,
+                                 description='Write SynthScenes, the embedded benchmark, in the layout and id convention of a real dataset. '
+                                 'The set is built beside OUT and swapped in whole: OUT never mixes two sets.')
     ap.add_argument('--like', required=True, choices=LIKES, help='which real dataset to imitate')
-    ap.add_argument('--out', required=True, help='output folder (the dataset root the readers take)')
-    ap.add_argument('--n-train', type=int, default=1000); ap.add_argument('--n-val', type=int, default=200)
+    ap.add_argument('--out', required=True, help='output folder (the dataset root the readers take); must be absent or empty unless --overwrite')
+    ap.add_argument('--n-train', type=int, default=1000, help='training pairs'); ap.add_argument('--n-val', type=int, default=200, help='validation pairs')
     ap.add_argument('--size', type=int, default=64, help='image height S: S x S, or S x 2S for cityscapes (default 64)')
-    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--seed', type=int, default=0, help='seed of the scenes (same seed, same bytes)')
+    ap.add_argument('--overwrite', action='store_true', help='replace what --out holds (an older SynthScenes set or other files) with the new set')
     a = ap.parse_args(argv)
     t0 = time.time()
-    try: write_synth(a.out, a.like, a.n_train, a.n_val, a.size, a.seed)
+    try: write_synth(a.out, a.like, a.n_train, a.n_val, a.size, a.seed, overwrite=a.overwrite)
     except ValueError as e: ap.error(str(e))
+    except (FileExistsError, NotADirectoryError) as e: print(f'cat-nb synth: error: {e}', file=sys.stderr); return 2
     print(f'wrote SynthScenes-{a.like}: {a.n_train} train + {a.n_val} val pairs at {out_hw(a.like, a.size)} to {a.out} in {time.time() - t0:.1f}s')
     return 0

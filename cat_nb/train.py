@@ -4,8 +4,9 @@
 
 # %% ../nbs/32_train.ipynb #57bac448
 from __future__ import annotations
-import argparse, copy, dataclasses, io, json, math, os, random, sys, time
+import argparse, copy, dataclasses, io, json, math, os, random, shlex, sys, time
 from dataclasses import dataclass, field
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from .losses import adv_loss, d_loss, labelmix_bits, VGGLoss
 # %% auto #0
 __all__ = ['TrainConfig', 'train_config', 'dist_setup', 'allreduce_grads', 'ema_update', 'SeededItems', 'StepBatches',
            'OASISTrainer', 'sample_grid', 'save_png', 'train_source', 'official_checkpoint', 'read_checkpoint',
-           'read_source_checkpoint', 'load_source', 'snapshots', 'load_snapshot', 'train_source_cli']
+           'read_source_checkpoint', 'load_source', 'snapshots', 'load_snapshot', 'interrupted', 'train_source_cli']
 
 # %% ../nbs/32_train.ipynb #ea03ea35
 @dataclass
@@ -49,6 +50,8 @@ class TrainConfig:
     init_gain: float = 0.02         # xavier gain of the initial weights (official 0.02; see the presets note)
     snapshot_every: int = 0         # keep the EMA generator every N iterations (snapshots/) for FID-over-training curves; 0 = off
     lambda_vgg: float = 0.0         # OASIS --add_vgg_loss/--lambda_vgg (VGG16 here: losses.VGGLoss); 0 = off, the official default
+    d_batched: bool = False         # D step as one pass over [fake; real; LabelMix] (3B images): one σ power step instead of three
+    _omit_at_default: ClassVar[tuple] = ('d_batched',)   # fields added after runs were cached: out of config.json/hashes at default
 
 _TRAIN = dict(
     paper=dict(batch_size=32, iters=126_200, ema_decay=0.9999, log_every=100, sample_every=1000, ckpt_every=10_000, num_workers=8),
@@ -208,7 +211,7 @@ class OASISTrainer:
         # D step
         with torch.no_grad(): fake = self.G(label, self.adv_noise(s, 1))
         self.optD.zero_grad(set_to_none=True)
-        ld, parts = d_loss(self.D, real, fake, label, cfg.lambda_labelmix, bits, m.contain_dontcare, views)
+        ld, parts = d_loss(self.D, real, fake, label, cfg.lambda_labelmix, bits, m.contain_dontcare, views, batched=cfg.d_batched)
         ld.backward(); allreduce_grads(self.d_trainable, self.world); self.optD.step()
         ema_update(self.EMA, self.G, cfg.ema_decay)
         self.step_done = s + 1
@@ -278,6 +281,7 @@ def _open_dataset(data, cfg: TrainConfig):
 
 def train_source(data, cfg: TrainConfig, out, device='auto', progress: bool = True, _crash_at: int | None = None) -> OASISTrainer:
     "Train an OASIS source model in run folder `out`, resuming from its newest checkpoint; returns the trainer."
+    ds = _open_dataset(data, cfg)                                # bad data fails before the run folder is written
     rank, world = dist_setup()
     seed_everything(cfg.seed, cfg.deterministic)
     tr = OASISTrainer(cfg, device, rank, world)
@@ -286,7 +290,6 @@ def train_source(data, cfg: TrainConfig, out, device='auto', progress: bool = Tr
     run = run or RunDir(out)
     if (p := run.latest_checkpoint()) is not None:
         tr.load(run.load_latest(map_location=tr.device), str(p))
-    ds = _open_dataset(data, cfg)
     start = tr.step_done
     if start >= cfg.iters:
         if rank == 0: print(f"{out}: already trained for {start} iterations (iters={cfg.iters})")
@@ -389,27 +392,62 @@ def load_snapshot(path, device='auto') -> nn.Module:
     return G.to(get_device(device)).eval()
 
 # %% ../nbs/32_train.ipynb #53f50e68
+def _preset_default(k: str) -> str:
+    "Help text naming TrainConfig field `k`'s value at each preset."
+    v = {p: _TRAIN[p].get(k, TrainConfig.__dataclass_fields__[k].default) for p in ('quick', 'standard', 'paper')}
+    per = any(k in d for d in _PAPER_PER_DATASET.values())
+    if len(set(v.values())) == 1 and not per: return f'default: {v["quick"]}'
+    return "default: the preset's: " + ', '.join(f'{p} {x}' for p, x in v.items()) + (' for ade20k, per dataset as the official code' if per else '')
+
+def interrupted(cmd: str, args: list[str], out: Path) -> int:
+    "After Ctrl-C: one line on stderr naming the newest checkpoint of run folder `out` and the command that resumes; exit status 130."
+    if int(os.environ.get('RANK', 0)) == 0:
+        ck = max(Path(out).glob('checkpoints/step_*.pt'), default=None)
+        torchrun = ' (with the same torchrun options)' if int(os.environ.get('WORLD_SIZE', 1)) > 1 else ''
+        print(f"cat-nb {cmd}: interrupted; {f'last checkpoint {ck}' if ck else f'no checkpoint in {out} yet'}; "
+              f"{'resume' if ck else 'start again'} with: {shlex.join(['cat-nb', cmd, *args])}{torchrun}", file=sys.stderr)
+    return 130
+
 def train_source_cli(argv: list[str] | None = None) -> int:
     "`cat-nb train-source`: train or resume an OASIS source model (use torchrun for several processes)."
-    p = argparse.ArgumentParser(prog='cat-nb train-source', description='Train (or resume) an OASIS source model. '
+    from cat_nb.cli import HelpFormatter
+    from cat_nb.data import preflight
+    p = argparse.ArgumentParser(prog='cat-nb train-source', formatter_class=HelpFormatter, description='Train (or resume) an OASIS source model. '
                                 'Run the same command again to resume; launch with torchrun --nproc_per_node=K for DDP.')
     p.add_argument('--data', required=True, type=Path, help='dataset root (real or SynthScenes layout of --like)')
-    p.add_argument('--like', choices=LIKES, required=True)
-    p.add_argument('--preset', choices=PRESETS, default='standard')
+    p.add_argument('--like', choices=LIKES, required=True, help='label set and layout of the dataset')
+    p.add_argument('--preset', choices=PRESETS, help='size of the model and schedule (default: standard)')
     p.add_argument('--out', required=True, type=Path, help='run folder (created, or resumed when it exists)')
-    p.add_argument('--iters', type=int); p.add_argument('--batch-size', type=int); p.add_argument('--seed', type=int)
-    p.add_argument('--num-workers', type=int); p.add_argument('--ckpt-every', type=int); p.add_argument('--sample-every', type=int)
+    p.add_argument('--iters', type=int, help=f"training iterations ({_preset_default('iters')})")
+    p.add_argument('--batch-size', type=int, help=f"global batch size ({_preset_default('batch_size')})")
+    p.add_argument('--seed', type=int, help=f"seed of initialisation, data order and noise ({_preset_default('seed')})")
+    p.add_argument('--num-workers', type=int, help=f"data loader workers per process ({_preset_default('num_workers')})")
+    p.add_argument('--ckpt-every', type=int, help=f"checkpoint every N iterations ({_preset_default('ckpt_every')})")
+    p.add_argument('--sample-every', type=int, help=f"sample grid every N iterations ({_preset_default('sample_every')})")
     p.add_argument('--deterministic', action='store_true', help='deterministic algorithms (bitwise resumable, slower)')
-    p.add_argument('--channels-last', action='store_true')
-    p.add_argument('--device', default='auto'); p.add_argument('--no-progress', action='store_true')
+    p.add_argument('--channels-last', action='store_true', help='channels-last memory format (faster on CPUs and recent GPUs)')
+    p.add_argument('--d-batched', action='store_true', help="D step as one pass over fakes, reals and LabelMix images (faster; one spectral-norm power step per D step instead of three)")
+    p.add_argument('--device', default='auto', help='auto (CUDA when present), cpu, cuda or cuda:K')
+    p.add_argument('--no-progress', action='store_true', help='no progress bar')
+    p.add_argument('--no-check', action='store_true', help="skip the pre-flight scan of the training split's files (cat-nb check-data)")
     a = p.parse_args(argv)
+    args, rank0 = list(argv if argv is not None else sys.argv[1:]), int(os.environ.get('RANK', 0)) == 0
+    preset = a.preset or 'standard'
     over = {k: v for k, v in dict(iters=a.iters, batch_size=a.batch_size, seed=a.seed, num_workers=a.num_workers,
                                   ckpt_every=a.ckpt_every, sample_every=a.sample_every).items() if v is not None}
     if a.deterministic: over['deterministic'] = True
     if a.channels_last: over['channels_last'] = True
-    cfg = train_config(a.like, a.preset, **over)
-    try: tr = train_source(a.data, cfg, a.out, a.device, progress=not a.no_progress)
+    if a.d_batched: over['d_batched'] = True
+    cfg = train_config(a.like, preset, **over)
+    if rank0: print(f"cat-nb train-source: OASIS {a.like} at preset {preset}{'' if a.preset else ' (the default; --preset quick|standard|paper)'}, "
+                    f"{cfg.iters} iterations, run folder {a.out}", flush=True)
+    try:
+        if not a.no_check and (msg := preflight(a.data, a.like, 'train')):
+            if rank0: print(f"cat-nb train-source: error: {msg}", file=sys.stderr)
+            return 1
+        tr = train_source(a.data, cfg, a.out, a.device, progress=not a.no_progress)
     except (ValueError, RuntimeError, FileNotFoundError, FloatingPointError) as e:
         print(f"cat-nb train-source: error: {e}", file=sys.stderr); return 1
-    if int(os.environ.get('RANK', 0)) == 0: print(f"{a.out}: {tr.step_done} iterations done; newest checkpoint {RunDir(a.out).latest_checkpoint()}")
+    except KeyboardInterrupt: return interrupted('train-source', args, a.out)
+    if rank0: print(f"{a.out}: {tr.step_done} iterations done; newest checkpoint {RunDir(a.out).latest_checkpoint()}")
     return 0

@@ -538,12 +538,12 @@ def transfer(target_data, cfg: TransferConfig, out, source=None, affinity=None, 
              progress: bool = True, info: dict | None = None, _crash_at: int | None = None) -> TransferTrainer:
     "Train (or resume) a transfer run in folder `out` (one process, or each process of `torchrun`); `source` = source run/ckpt path or checkpoint dict."
     cfg = cfg.check(); tc, tm = cfg.train, cfg.train.model
+    ds = _open(target_data, tm.like, 'train', tm.image_hw[0], True, subset)   # bad data fails before the run folder is written
     rank, world = dist_setup()
     seed_everything(tc.seed, tc.deterministic)
     run = RunDir(out, cfg) if rank == 0 else None
     _barrier(world)
     run = run or RunDir(out)
-    ds = _open(target_data, tm.like, 'train', tm.image_hw[0], True, subset)
     ck = run.latest_checkpoint()
     if ck is not None:                                           # resume: architecture from the config, weights from the checkpoint
         tr = TransferTrainer.for_loading(cfg, device, rank, world); tr.load(run.load_latest(tr.device), str(ck))
@@ -668,47 +668,64 @@ def resolve_affinity(target_like: str, source_like: str, path=None, method: str 
         A, prov = random_affinity(target_like, source_like, seed=seed).A, f'random:{seed}'
     else: raise ValueError(f"affinity method must be one of {AFFINITY_METHODS} (or pass a .npy file), got {method!r}")
     A = np.asarray(A, np.float32)
-    if A.shape != shape: raise ValueError(f"affinity has shape {A.shape}; {target_like} -> {source_like} needs (C_T, C_S) = {shape}")
+    if A.shape != shape: raise ValueError(f"affinity has shape {A.shape}; {source_like} -> {target_like} needs (C_T, C_S) = {shape}")
     return A, f"{prov}:sha={affinity_sha(A)}"
 
 # %% ../nbs/50_transfer.ipynb #2eb3c86d
 def transfer_cli(argv: list[str] | None = None) -> int:
     "`cat-nb transfer`: CAT or a baseline from a source run to a target dataset (resumable; training-free with --training-free; torchrun for DDP)."
     from cat_nb.metrics import METRICS
-    p = argparse.ArgumentParser(prog='cat-nb transfer', description='Few-shot transfer of an OASIS source model to a target label set '
+    from cat_nb.cli import HelpFormatter
+    from cat_nb.data import preflight
+    from cat_nb.train import interrupted
+    per = {p: transfer_config('scratch', 'ade20k', None, p) for p in TRANSFER_PRESETS}
+    dflt = lambda k: "default: the preset's: " + ', '.join(f'{p} {getattr(c, k) if hasattr(c, k) else getattr(c.train, k)}' for p, c in per.items())
+    p = argparse.ArgumentParser(prog='cat-nb transfer', formatter_class=HelpFormatter, description='Few-shot transfer of an OASIS source model to a target label set '
                                 '(CAT, paper §3.2, or a baseline). Run the same command again to resume; launch with '
                                 'torchrun --nproc_per_node=K for several processes.')
-    p.add_argument('--source', type=Path, help='source run folder, checkpoint, or official OASIS checkpoint folder (*_G/_D/_EMA.pth); not needed for --method scratch')
+    p.add_argument('--source', type=Path, help='source run folder, checkpoint, or official OASIS checkpoint folder (*_G/_D/_EMA.pth) '
+                   '(no default: every method but scratch needs one)')
     p.add_argument('--target-data', required=True, type=Path, help='target dataset root (real or SynthScenes layout of --like)')
     p.add_argument('--like', required=True, choices=LIKES, help='label set of the target data')
     p.add_argument('--subset', type=Path, help='few-shot subset file written by `cat-nb subset` (default: the whole train split)')
-    p.add_argument('--method', choices=list(METHODS), default='cat')
-    p.add_argument('--affinity', type=Path, help='affinity .npy (C_T x C_S) for CAT initialization')
-    p.add_argument('--affinity-method', choices=AFFINITY_METHODS, help='estimate the affinity on the fly instead of --affinity')
+    p.add_argument('--method', choices=list(METHODS), default='cat', help='CAT or a baseline of Table 2')
+    p.add_argument('--affinity', type=Path, help='affinity .npy (C_T x C_S) for CAT initialization (default: none, see --affinity-method)')
+    p.add_argument('--affinity-method', choices=AFFINITY_METHODS, help='estimate the affinity on the fly instead of --affinity '
+                   '(default: none; random for cat-random and --no-cat-init)')
     p.add_argument('--training-free', action='store_true', help='prepend the affinity to the source model, train nothing')
     p.add_argument('--regularizer', choices=list(REGULARIZERS), help="CDC (distance consistency + anchor/patch D) or the thesis' SSR "
-                   "(smoothness similarity + all-blocks D loss); any pretrained method")
+                   "(smoothness similarity + all-blocks D loss); any pretrained method (default: none)")
     p.add_argument('--lambda-reg', type=float, help='regularizer weight (default: CDC 1000, SSR 5)')
     p.add_argument('--no-reg-d', action='store_true', help="the regularizer's generator side only (plain OASIS D loss)")
     p.add_argument('--cdc-anchors', type=int, help='CDC anchors (default: one per training image)')
     p.add_argument('--preset', choices=PRESETS, help="schedule preset (must match the source model's preset; default: the source's)")
     p.add_argument('--out', required=True, type=Path, help='run folder (created, or resumed when it exists)')
     p.add_argument('--freeze-d', type=int, help=f'FreezeD: frozen D encoder blocks (default {DEFAULT_FREEZE_D} for cat/cat-random/freezed, else 0)')
-    p.add_argument('--no-two-stages', action='store_true'); p.add_argument('--no-residual', action='store_true')
+    p.add_argument('--no-two-stages', action='store_true', help='train every stage-2 parameter from the start (Table 4 ablation)')
+    p.add_argument('--no-residual', action='store_true', help='no residual branches in the CAT SPADE blocks (Table 4 ablation)')
     p.add_argument('--no-cat-init', action='store_true', help='start the affinity layer random (Table 4 ablation)')
-    p.add_argument('--iters', type=int); p.add_argument('--stage1-iters', type=int); p.add_argument('--batch-size', type=int)
-    p.add_argument('--seed', type=int); p.add_argument('--affinity-seed', type=int, default=0)
-    p.add_argument('--eval-every', type=int, help='FID/KID on the target val split every N iterations (0 = off)')
+    p.add_argument('--iters', type=int, help=f"training iterations ({dflt('iters')})")
+    p.add_argument('--stage1-iters', type=int, help=f"iterations of stage 1 ({dflt('stage1_iters')})")
+    p.add_argument('--batch-size', type=int, help=f"global batch size ({dflt('batch_size')})")
+    p.add_argument('--seed', type=int, help=f"seed of initialisation, data order and noise ({dflt('seed')})")
+    p.add_argument('--affinity-seed', type=int, default=0, help='seed of random affinities')
+    p.add_argument('--eval-every', type=int, help=f"FID/KID on the target val split every N iterations, 0 = off ({dflt('eval_every')})")
     p.add_argument('--eval', action='store_true', help='evaluate the final generator on the target val split (--eval-metrics), written to OUT/eval.json')
     p.add_argument('--eval-metrics', default='fid,kid,miou', help=f"comma-separated subset of {','.join(METRICS)} for --eval (default fid,kid,miou)")
     p.add_argument('--segmenter', type=Path, help="mIoU segmenter .pt saved by cat_nb.segmenter (default: the cached one of the target data)")
     p.add_argument('--seg-preset', choices=PRESETS, help="preset of the cached cat_nb segmenter (default: the run's preset)")
-    p.add_argument('--device', default='auto'); p.add_argument('--no-progress', action='store_true')
+    p.add_argument('--device', default='auto', help='auto (CUDA when present), cpu, cuda or cuda:K')
+    p.add_argument('--no-progress', action='store_true', help='no progress bar')
+    p.add_argument('--no-check', action='store_true', help="skip the pre-flight scan of the target data's files (cat-nb check-data)")
     a = p.parse_args(argv)
+    args = list(argv if argv is not None else sys.argv[1:])
     spec = METHODS[a.method]
     ms = tuple(m.strip().lower() for m in a.eval_metrics.split(',') if m.strip())
     if set(ms) - set(METRICS) or not ms: p.error(f"--eval-metrics {a.eval_metrics!r}: choose from {','.join(METRICS)}")
     try:
+        if not a.no_check and (msg := preflight(a.target_data, a.like, 'all', a.subset)):
+            if int(os.environ.get('RANK', 0)) == 0: print(f"cat-nb transfer: error: {msg}", file=sys.stderr)
+            return 1
         src = None
         if spec.pretrained or a.source:
             if a.source is None: p.error(f"--method {a.method} needs --source")
@@ -757,4 +774,5 @@ def transfer_cli(argv: list[str] | None = None) -> int:
             print(f"{'  '.join(x for x in shown if x)}  on {r['n_val']} val maps ({r['seconds']}s) -> {Path(a.out)/'eval.json'}")
     except (ValueError, RuntimeError, FileNotFoundError, FloatingPointError) as e:
         print(f"cat-nb transfer: error: {e}", file=sys.stderr); return 1
+    except KeyboardInterrupt: return interrupted('transfer', args, a.out)
     return 0

