@@ -3,6 +3,7 @@
 #   make test                 set up, then the CI gate: export/clean in sync, nbdev_test, pytest
 #   make test-slow            the gate plus `#| slow` notebook cells and pytest's slow tests
 #   make lab                  JupyterLab on nbs/ and reports/ with the project's environment
+#   make test-cluster         the SLURM executor against a real one-node SLURM started here (installs slurm-wlm + munge if absent)
 SHELL  := /bin/bash
 PYTHON ?= python3
 VENV   ?= .venv
@@ -12,7 +13,7 @@ STAMP  := $(VENV)/.cat_nb-installed
 NBTEST_FLAGS ?=
 CUDA   = $(shell $(BIN)/python -c "import torch; print('cuda' if torch.cuda.is_available() else '')" 2>/dev/null)
 
-.PHONY: setup provision test test-slow gate reproduce lab
+.PHONY: setup provision test test-slow test-cluster gate reproduce lab
 
 # Create .venv when absent and install the package editable with its dev dependencies.
 $(STAMP): settings.ini setup.py pyproject.toml
@@ -52,6 +53,12 @@ test: setup
 
 test-slow: setup
 	@$(MAKE) --no-print-directory gate NBTEST_FLAGS="slow $(CUDA)" PYTEST_ARGS="-m ''"
+
+# `cat-nb reproduce --executor slurm` against a real SLURM: the slow tests of tests/test_executors.py install Debian's slurm-wlm and
+# munge when absent (root), start munged + slurmctld + slurmd on localhost from a temporary slurm.conf, and stop them by PID.
+test-cluster: setup
+	@tmp=$$(mktemp -d -t cat_nb-cluster.XXXXXX) && trap 'rm -rf "$$tmp"' EXIT && export TMPDIR=$$tmp && \
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests/test_executors.py -q -s -m slow $(PYTEST_ARGS)
 
 reproduce: setup
 	$(BIN)/cat-nb reproduce --preset $(PRESET)

@@ -16,8 +16,8 @@ from .core import atomic_write, git_revision, to_jsonable
 
 # %% auto #0
 __all__ = ['source_columns', 'Affinity', 'normalize_counts', 'similarity_to_affinity', 'make_affinity', 'random_affinity',
-           'majority_vote', 'soft_average', 'gt_from_matrix', 'top1_agreement', 'top_table', 'plot_affinity',
-           'affinity_cli']
+           'majority_vote', 'soft_average', 'soft_vote', 'gt_from_matrix', 'top1_agreement', 'topk_agreement',
+           'top_table', 'plot_affinity', 'affinity_cli']
 
 # %% ../nbs/20_affinity.ipynb #b25d6178
 from .data import LIKES, DONT_CARE_ID, check_like, class_names, class_table, num_ids
@@ -220,6 +220,10 @@ def soft_average(affs: Mapping[str, Affinity], weights: Mapping[str, float] | No
                     dict(method='soft_average', methods=list(affs), weights=w, empty_rows=empty,
                          target=ref.meta.get('target'), source=ref.meta.get('source')))
 
+def soft_vote(affs: Mapping[str, Affinity]) -> Affinity:
+    "Soft vote: the unweighted mean of the voters' normalised rows (rows without evidence left out); `meta['method']` is 'soft_vote'."
+    a = soft_average(affs); a.meta.update(method='soft_vote', rule='mean of normalised rows'); return a
+
 # %% ../nbs/20_affinity.ipynb #e909adfa
 def _gt_sets(gt) -> dict[int, set[int]]:
     out = {}
@@ -243,6 +247,13 @@ def top1_agreement(aff: Affinity, gt: Mapping[int, int | Sequence[int]]) -> dict
     hits = {k: bool(top[k] in v and ev[k]) for k, v in g.items()}
     return dict(agreement=float(np.mean(list(hits.values()))), n=len(hits), n_correct=int(sum(hits.values())),
                 n_empty=int(sum(not ev[k] for k in g)), hits=hits)
+
+def topk_agreement(aff: Affinity, gt: Mapping[int, int | Sequence[int]], k: int = 3) -> float:
+    "Fraction of target ids in `gt` with one of `gt[target_id]` among their k best source ids (rows without evidence count as misses)."
+    g = _gt_sets(gt)
+    if not g: raise ValueError("ground truth is empty")
+    idx, _ = aff.topk(k); ev = aff.evidence
+    return float(np.mean([bool(set(idx[r].tolist()) & v) and bool(ev[r]) for r, v in g.items()]))
 
 def top_table(aff: Affinity, k: int = 3, rows: Sequence[int] | None = None, gt=None):
     "DataFrame: per target class its top-k source classes with scores (and the ground truth when given)."
@@ -335,11 +346,12 @@ def affinity_cli(argv: list[str] | None = None) -> int:
     ap.add_argument('--backbone', default='auto', help='features method: auto, efficientnet-lite0, dino_vits16, dino_vitb16, ibot_vits16, ibot_vitb16')
     ap.add_argument('--backbone-weights', help='features method: checkpoint of a DINO/iBOT ViT (default: none)')
     ap.add_argument('--input-size', type=int, default=128, help='features method: backbone input size (default 128)')
+    ap.add_argument('--layer', help='features method: efficientnet-lite0 layer, block4 (default), block10, block15 or head (the 1280-d last conv)')
     ap.add_argument('--max-source-images', type=int, default=500, help='features method: source images for the prototypes (default 500)')
     ap.add_argument('--segmenter', help='segmentation method: an OASIS source run folder (uses its discriminator) or a source segmenter checkpoint (default: cat_nb\'s segmenter trained on --source-data, cached)')
     ap.add_argument('--inputs', nargs='*', default=[], help='combination: affinity .npy files (methods read from their sidecars)')
     ap.add_argument('--fid', nargs='*', default=[], help='combination: training-free FID per method, METHOD=VALUE')
-    ap.add_argument('--soft', action='store_true', help='combination: soft average instead of the majority vote')
+    ap.add_argument('--soft', action='store_true', help='combination: soft vote (mean of the normalised rows) instead of the majority vote')
     ap.add_argument('--seed', type=int, default=0, help='random method: seed')
     ap.add_argument('--kind', default='dense', choices=['dense', 'onehot'], help='random method: dense rows or one source class per row')
     ap.add_argument('--device', default='auto', help='auto (CUDA when present), cpu, cuda or cuda:K')
@@ -364,7 +376,7 @@ def affinity_cli(argv: list[str] | None = None) -> int:
         elif a.method == 'features':
             need('--source-data', '--target-data')
             from cat_nb.affinity_vision import feature_affinity, load_backbone
-            bb = load_backbone(a.backbone, a.backbone_weights, input_size=a.input_size, device=a.device)
+            bb = load_backbone(a.backbone, a.backbone_weights, input_size=a.input_size, device=a.device, layer=a.layer)
             aff = feature_affinity(bb, data(a.source_data, a.source), data(a.target_data, a.target, a.subset), a.source, a.target,
                                    a.batch_size, a.max_source_images, a.norm, a.temperature, a.floor, empty=a.empty, device=a.device)
         elif a.method == 'segmentation':
@@ -383,7 +395,7 @@ def affinity_cli(argv: list[str] | None = None) -> int:
                 x = Affinity.load(p); k = x.meta.get('method', Path(p).stem)
                 if k in affs: k = Path(p).stem
                 affs[k] = x
-            aff = soft_average(affs) if a.soft else majority_vote(affs, _parse_fid(a.fid))
+            aff = soft_vote(affs) if a.soft else majority_vote(affs, _parse_fid(a.fid))
     except (ValueError, FileNotFoundError, ImportError) as e:
         print(f'cat-nb affinity: error: {e}', file=sys.stderr); return 2
     aff.meta['argv'] = list(argv) if argv is not None else sys.argv[1:]

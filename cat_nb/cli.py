@@ -129,20 +129,21 @@ def _cpu() -> float:
     import resource
     return sum(resource.getrusage(w).ru_utime for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
 
-def _prebuild(reports, params_of: dict, preset: str, extra: dict) -> dict:
+def _prebuild(reports, params_of: dict, preset: str, extra: dict, executor=None) -> dict:
     """Everything the `reports` will ask the pipeline for, built side by side before any of them runs: source models and segmenters,
-    affinities, then every transfer run of every report in one `run_plan` (no core idles at a report's last run). {'runs': count}."""
+    affinities, then every transfer run of every report in one `run_plan` (no core idles at a report's last run). {'runs': count}.
+    `executor`: where the jobs run (`cat_nb.executors`; default: local processes)."""
     from cat_nb.reports import shared_likes, report_work
     from cat_nb.pipeline import build_shared, build_affinities, run_plan
     roots, device, workers = extra.get('data_roots'), extra.get('device', 'auto'), extra.get('workers', 0)
     srcs, tgts = shared_likes(reports, preset, extra.get('directions'), extra.get('likes', 'ade20k,cocostuff'))
-    built = build_shared(srcs, tgts, preset, roots, device, workers, progress=True)
+    built = build_shared(srcs, tgts, preset, roots, device, workers, progress=True, executor=executor)
     if built: print('built: ' + ', '.join(f'{k} {l} in {s:.0f}s' for (k, l), s in built.items()), flush=True)
     specs, affs = report_work({r: params_of[r] for r in reports}, preset)
-    build_affinities(affs, preset, roots, device, workers, progress=True)
+    build_affinities(affs, preset, roots, device, workers, progress=True, executor=executor)
     if specs:
         print(f'every report\'s transfer runs: {len(specs)} distinct (cached ones are read, not rerun) ...', flush=True)
-        run_plan(specs, preset, roots, device, workers)
+        run_plan(specs, preset, roots, device, workers, executor=executor)
     return dict(runs=len(specs))
 
 def reproduce(argv: list[str] = ()) -> int:
@@ -158,8 +159,30 @@ def reproduce(argv: list[str] = ()) -> int:
     ap.add_argument('--force', action='store_true', help='rerun reports that already finished')
     ap.add_argument('--retrain-sources', action='store_true', help='train the source models instead of installing the shipped ones '
                     '(standard preset; sets CAT_NB_SOURCES=train for every worker and report)')
+    ap.add_argument('--executor', choices=['local', 'slurm'], default='local', help='where source models, segmenters, affinities and transfer runs '
+                    'are built: processes on this machine, or SLURM jobs through submitit (the cache must be on storage the nodes share: CAT_NB_HOME)')
+    g = ap.add_argument_group('SLURM (with --executor slurm)')
+    g.add_argument('--slurm-partition', default=None, metavar='P', help="partition of every job (default: the cluster's default)")
+    g.add_argument('--slurm-gpus-per-job', type=int, default=0, metavar='N', help='GPUs per job; above 1, source models and transfer runs train under '
+                   'torchrun (DDP), one process per GPU')
+    g.add_argument('--slurm-cpus-per-task', type=int, default=None, metavar='C', help="CPUs per job, also its torch threads (default: the cluster's default)")
+    g.add_argument('--slurm-mem-gb', type=float, default=None, metavar='GB', help="memory per job (default: the cluster's default)")
+    g.add_argument('--slurm-time', type=int, default=240, metavar='MIN', help='time limit per job in minutes; a job reaching it is requeued and resumes '
+                   'from its checkpoint')
+    g.add_argument('--slurm-array-parallelism', type=int, default=64, metavar='K', help='jobs of one array running at once')
+    g.add_argument('--slurm-max-retries', type=int, default=2, metavar='R', help='resubmissions of a failed, cancelled or lost job before it is reported as failed')
     a = ap.parse_args(argv)
     if a.retrain_sources: os.environ['CAT_NB_SOURCES'] = 'train'
+    executor = None
+    if a.executor == 'slurm':
+        import shutil
+        from cat_nb.pipeline import pipeline_root
+        if shutil.which('sbatch') is None: ap.error('--executor slurm: no sbatch on PATH (run on a SLURM login node)')
+        try:
+            from cat_nb.executors import SlurmExecutor
+            executor = SlurmExecutor(pipeline_root()/'slurm', a.slurm_partition, a.slurm_gpus_per_job, a.slurm_time, a.slurm_array_parallelism,
+                                     a.slurm_max_retries, a.slurm_cpus_per_task, a.slurm_mem_gb)
+        except ImportError as e: ap.error(str(e))
     import papermill as pm, resource
     from cat_nb.reports import parse_literal as _literal, mark_finished, notebook_title, write_summary
     try:
@@ -181,7 +204,7 @@ def reproduce(argv: list[str] = ()) -> int:
                           | {k: v for k, v in extra.items() if k in pm.inspect_notebook(str(nb))} for nb in nbs}
     todo = [nb.stem for nb in nbs if a.force or not _finished(out/nb.name, params_of[nb.stem], nb)]
     t_all, c_all = time.time(), _cpu()
-    try: shared = _prebuild(todo, params_of, a.preset, extra)
+    try: shared = _prebuild(todo, params_of, a.preset, extra, executor)
     except Exception as e:
         shared = None; print(f'shared artefacts not all prebuilt ({type(e).__name__}: {e}); each report builds what it needs, or shows the error', file=sys.stderr)
     if shared is not None: shared.update(seconds=time.time() - t_all, cpu=_cpu() - c_all)
@@ -189,6 +212,9 @@ def reproduce(argv: list[str] = ()) -> int:
     for i, nb in enumerate(nbs, 1):
         dst, wd, params = out/nb.name, out/nb.stem, params_of[nb.stem]
         row = dict(name=nb.stem, title=notebook_title(nb), status='ran', seconds=0.0, cpu=0.0, error='', params=_shown(params))
+        if executor is not None and shared is None and nb.stem in todo:    # a cluster job failed: a report would build it here, on the login node
+            print(f'[{i}/{len(nbs)}] {nb.stem}: not run, cluster jobs failed (listed in SUMMARY.md)', file=sys.stderr)
+            rows.append(row | dict(status='failed', error='not run: cluster jobs failed (see the end of SUMMARY.md); rerun to retry them')); continue
         if nb.stem not in todo:
             meta = json.loads(dst.read_text())['metadata']['cat_nb']
             print(f'[{i}/{len(nbs)}] {nb.stem}: already done, skipped'); rows.append(row | dict(status='cached', seconds=meta['seconds'], cpu=meta['cpu_seconds'])); continue
@@ -205,6 +231,10 @@ def reproduce(argv: list[str] = ()) -> int:
     failed, n = [r['name'] for r in rows if r['status'] == 'failed'], len(rows)
     rows += _earlier(out, [p for p in all_nbs if p.stem not in {r['name'] for r in rows}], notebook_title)
     s = write_summary(out, a.preset, sorted(rows, key=lambda r: r['name']), time.time() - t_all, shared)
+    if executor is not None and executor.failures():
+        with open(s, 'a') as f:
+            f.write('\n## Cluster jobs that failed\n\n| job | reason | attempts | log |\n|---|---|---|---|\n')
+            for x in executor.failures(): f.write(f"| {x['name']} | {x['reason']} | {x['attempts']} | `{x['log']}` |\n")
     print(f'done: {n - len(failed)} of {n} report(s) in {time.time() - t_all:.0f}s; executed notebooks, tables and figures in {out.resolve()}\nsummary: {s.resolve()}')
     if failed: print(f'failed: {", ".join(failed)} (rerun the same command: finished runs are cached)', file=sys.stderr)
     return 1 if failed else 0

@@ -13,8 +13,9 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['cat_home', 'torch_home', 'paths', 'get_device', 'device_summary', 'seed_everything', 'umask_mode', 'atomic_open',
-           'atomic_write', 'atomic_save', 'to_jsonable', 'config_hash', 'git_revision', 'clean_stale_tmp', 'RunDir']
+__all__ = ['PROVENANCE', 'cat_home', 'torch_home', 'paths', 'get_device', 'device_summary', 'seed_everything', 'umask_mode',
+           'atomic_open', 'atomic_write', 'atomic_save', 'to_jsonable', 'config_hash', 'git_revision', 'config_diff',
+           'inputs_diff', 'clean_stale_tmp', 'RunDir']
 
 # %% ../nbs/00_core.ipynb #4034b9bd
 def cat_home() -> Path:
@@ -139,6 +140,37 @@ def git_revision(path: str | Path | None = None) -> dict:
         return dict(commit=r.stdout.strip(), dirty=bool(git('status', '--porcelain', '--untracked-files=no').stdout.strip()))
     except (OSError, subprocess.TimeoutExpired): return dict(commit=None, dirty=None)
 
+# %% ../nbs/00_core.ipynb #d592d4e3
+PROVENANCE = 'provenance.json'
+
+def _now() -> str: return datetime.datetime.now().isoformat(timespec='seconds')
+def _and(names: list) -> str: return ' and '.join([', '.join(names[:-1]), names[-1]] if len(names) > 2 else names)
+
+def _leaves(d: dict, pre: str = '') -> dict:
+    "`{'a.b': value}` of a nested dict's leaves (an empty dict is a leaf)."
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v: out.update(_leaves(v, f'{pre}{k}.'))
+        else: out[f'{pre}{k}'] = v
+    return out
+
+def config_diff(old: dict, new: dict) -> dict[str, tuple]:
+    "`{'train.iters': (12, 16), ...}`: the leaves where two JSON configs differ, nested keys joined by dots (absent: None)."
+    a, b = _leaves(old), _leaves(new)
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+def _brief(v) -> str:
+    "A recorded value in a one-line message: hex digests cut to 10 characters, a dict as `key value` pairs."
+    if isinstance(v, str) and re.fullmatch(r'[0-9a-f]{16,}', v): return v[:10]
+    if isinstance(v, dict): return ', '.join(f'{k} {_brief(x)}' for k, x in v.items())
+    return 'none' if v is None else str(v)
+
+def inputs_diff(old, new) -> str:
+    "`n 24 vs 10, files_sha 3f2a9c1e0b vs 9d8e7f6a5b`: where two fingerprints differ, the old value first."
+    if isinstance(old, dict) and isinstance(new, dict):
+        return ', '.join(f'{k} {_brief(old.get(k))} vs {_brief(new.get(k))}' for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k))
+    return f'{_brief(old)} vs {_brief(new)}'
+
 # %% ../nbs/00_core.ipynb #e3638dc2
 _TMP_RE = re.compile(r'^\..+\.[a-z0-9_]{8}\.tmp$')       # what atomic_open's mkstemp names look like
 
@@ -150,8 +182,10 @@ def clean_stale_tmp(folder: str | Path) -> list[Path]:
     return gone
 
 class RunDir:
-    "A run folder holding `config.json`, `git.json`, `metrics.jsonl` and atomic `checkpoints/`."
-    def __init__(self, path: str | Path, cfg: Any = None, resume: bool = True):
+    """A run folder holding `config.json`, `git.json`, `provenance.json`, `metrics.jsonl` and atomic `checkpoints/`. With `cfg` it
+    starts or resumes a run: `extend` accepts a larger `iters`, `inputs`/`where` go to `check_inputs` before anything changes."""
+    def __init__(self, path: str | Path, cfg: Any = None, resume: bool = True, extend: bool = False,
+                 inputs: dict | None = None, where: dict | None = None):
         self.path = Path(path); self.path.mkdir(parents=True, exist_ok=True)
         self.ckpt_dir = self.path/'checkpoints'
         cfg_file = self.path/'config.json'
@@ -159,19 +193,67 @@ class RunDir:
             if gone := clean_stale_tmp(self.path):
                 print(f"{self.path}: removed {len(gone)} temporary file(s) left by an interrupted write: "
                       f"{', '.join(str(p.relative_to(self.path)) for p in gone)}", file=sys.stderr)
-            new = to_jsonable(cfg)
+            new, grow = to_jsonable(cfg), None
             if cfg_file.exists():
                 old = json.loads(cfg_file.read_text())
                 if not resume: raise FileExistsError(f"{self.path} already holds a run; pass a new --out or resume it")
-                if old != new:
-                    diff = {k: (old.get(k), new.get(k)) for k in set(old) | set(new) if old.get(k) != new.get(k)}
-                    raise ValueError(f"{cfg_file} was written with another config; differing keys (old, new): {diff}. "
-                                     "Use a new run folder, or the original settings to resume.")
+                if old != new: grow = self._extension(old, new, extend)
             else: atomic_write(cfg_file, json.dumps(new, indent=2, sort_keys=True) + '\n')
+            if inputs is not None: self.check_inputs(inputs, where)       # a refused resume changes nothing, an extension included
+            if grow: self._extend(*grow, new)
         if not (self.path/'git.json').exists():
             info = dict(git_revision(), argv=sys.argv, host=socket.gethostname(), python=platform.python_version(),
                         torch=torch.__version__, started=datetime.datetime.now().isoformat(timespec='seconds'))
             atomic_write(self.path/'git.json', json.dumps(info, indent=2) + '\n')
+
+    def _extension(self, old: dict, new: dict, extend: bool) -> tuple[int, int]:
+        "Reopened with another config: refused, unless `extend` and the one change is a larger `iters`; returns (old, new) iters."
+        diff = config_diff(old, new); k, (a, b) = next(iter(diff.items()))
+        longer = len(diff) == 1 and k.split('.')[-1] == 'iters' and isinstance(a, int) and isinstance(b, int) and b > a
+        if not (extend and longer):
+            hint = (f"; to train it on from {a} to {b} iterations, pass --extend" if longer else
+                    "; --extend only raises the iterations, every other setting unchanged" if extend else '')
+            raise ValueError(f"{self.path/'config.json'} was written with another config; differing keys (old, new): {diff}. "
+                             f"Use a new run folder, or the original settings to resume{hint}.")
+        return a, b
+
+    def _extend(self, a: int, b: int, new: dict) -> None:
+        "Record the extension from `a` to `b` iterations (provenance.json, metrics.jsonl), then write config `new`."
+        ck = self.latest_checkpoint(); step = int(ck.stem.split('_')[-1]) if ck else 0
+        rec = {'from': a, 'to': b, 'step': step, 'time': _now(), **git_revision()}
+        self._update_provenance(extended=[*self.provenance().get('extended', []), rec])
+        self.log(step=step, event='extended', iters_from=a, iters_to=b, commit=rec['commit'])
+        atomic_write(self.path/'config.json', json.dumps(new, indent=2, sort_keys=True) + '\n')
+        print(f"{self.path}: extended from {a} to {b} iterations (from step {step}); recorded in {PROVENANCE} and metrics.jsonl")
+
+    def provenance(self) -> dict:
+        "`provenance.json`: the `inputs` the run was started with (`where` they were, when `recorded`) and its `extended` list; {} if absent."
+        p = self.path/PROVENANCE
+        return json.loads(p.read_text()) if p.exists() else {}
+
+    def _update_provenance(self, **kv) -> None:
+        atomic_write(self.path/PROVENANCE, json.dumps({**self.provenance(), **to_jsonable(kv)}, indent=1) + '\n')
+
+    def check_inputs(self, inputs: dict, where: dict | None = None) -> dict:
+        """Record the fingerprints `inputs` (`{name: value}`, None: not known) of what a new run is given; on a resume refuse, in one
+        line, any that differs from the recorded one. A run from before this record warns once, then records the current ones."""
+        inputs = {k: v for k, v in to_jsonable(inputs).items() if v is not None}
+        prov = self.provenance()
+        if 'inputs' in prov:
+            old = prov['inputs']
+            if bad := [k for k in inputs if k in old and old[k] != inputs[k]]:
+                raise ValueError(f"{self.path} was started with other inputs: "
+                                 + '; '.join(f"{k} differs ({inputs_diff(old[k], inputs[k])}, recorded vs now)" for k in bad)
+                                 + f". Resume with the original {_and(bad)}, or pass a new --out to start a new run")
+            return old
+        ck = self.latest_checkpoint()
+        rec = dict(step=int(ck.stem.split('_')[-1]) if ck else 0, time=_now(), **git_revision())
+        if ck is not None:
+            rec['note'] = 'recorded on a resume: the run was started before cat_nb recorded its inputs; the steps before are unverified'
+            print(f"{self.path}: warning: this run was started before cat_nb recorded its inputs, so its {_and(list(inputs)) or 'inputs'} "
+                  "cannot be checked against the ones it was trained on; recording the current ones for later resumes", file=sys.stderr)
+        self._update_provenance(inputs=inputs, where=where or {}, recorded=rec)
+        return inputs
 
     @property
     def config(self) -> dict: return json.loads((self.path/'config.json').read_text())

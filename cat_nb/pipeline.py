@@ -17,14 +17,16 @@ from .data import check_like
 from .synth import write_synth
 from .train import train_config, train_source
 from .shipped import use_shipped, shipped_entry, load_shipped
+from .executors import Job, Executor, LocalExecutor, default_workers
+from .affinity_vision import FEATURES_VERSION
 
 # %% auto #0
 __all__ = ['DATA_PRESETS', 'AFFINITIES', 'VOTERS', 'AFFINITY_SETTINGS', 'RUN_SCHEDULES', 'EVAL_VERSION', 'pipeline_root',
            'synth_data', 'shipped_source', 'source_dir', 'source_run', 'adopt_source', 'adopt_source_cli',
            'ship_source', 'ship_source_cli', 'data_root', 'image_size', 'dataset', 'source_for', 'target_subset',
            'segmenter', 'segmenter_cached', 'source_mask', 'affinity_path', 'training_free_fid', 'affinity', 'RunSpec',
-           'run_dir', 'run_spec', 'transfer_run', 'convergence_step', 'fid_curve', 'evaluate_run', 'default_workers',
-           'build_shared', 'build_affinities', 'run_row', 'run_plan']
+           'run_dir', 'run_spec', 'transfer_run', 'convergence_step', 'fid_curve', 'evaluate_run', 'build_shared',
+           'build_affinities', 'run_row', 'run_plan']
 
 # %% ../nbs/60_pipeline.ipynb #7486200d
 DATA_PRESETS = dict(quick=dict(n_train=64, n_val=16, size=32), standard=dict(n_train=1000, n_val=200, size=64))
@@ -227,11 +229,13 @@ def segmenter(like: str, preset: str = 'quick', roots: dict | None = None, devic
     from cat_nb.segmenter import segmenter_for
     return segmenter_for(data_root(like, preset, roots), like, image_size(like, preset), preset, device=device, progress=progress)
 
+def _segmenter_folder(like: str, preset: str, roots: dict | None) -> Path:
+    from cat_nb.segmenter import segmenter_config, segmenter_dir
+    return segmenter_dir(data_root(like, preset, roots), segmenter_config(like, preset, size=image_size(like, preset)))
+
 def segmenter_cached(like: str, preset: str = 'quick', roots: dict | None = None) -> bool:
     "Whether `segmenter(like, preset, roots)` is trained already (it would only be loaded)."
-    from cat_nb.segmenter import segmenter_config, segmenter_dir
-    root = data_root(like, preset, roots)
-    return (segmenter_dir(root, segmenter_config(like, preset, size=image_size(like, preset)))/'segmenter.pt').exists()
+    return (_segmenter_folder(like, preset, roots)/'segmenter.pt').exists()
 
 # %% ../nbs/60_pipeline.ipynb #caf8e73a
 AFFINITIES = ('random', 'text', 'segmentation', 'vision', 'combination')
@@ -250,9 +254,11 @@ def source_mask(like: str, preset: str = 'quick', roots: dict | None = None) -> 
 
 def _aff_key(source, target, method, preset, seed, n_images, roots) -> dict:
     uses_subset = method in ('segmentation', 'vision', 'combination')
-    return dict(v=1, source=source, target=target, method=method, preset=preset, seed=seed if method == 'random' else 0,
-                n_images=n_images if uses_subset else None, settings=AFFINITY_SETTINGS[preset] if method in ('vision', 'combination') else None,
-                roots={k: str(data_root(k, preset, roots).resolve()) for k in (source, target)} if method != 'random' else None)
+    key = dict(v=1, source=source, target=target, method=method, preset=preset, seed=seed if method == 'random' else 0,
+               n_images=n_images if uses_subset else None, settings=AFFINITY_SETTINGS[preset] if method in ('vision', 'combination') else None,
+               roots={k: str(data_root(k, preset, roots).resolve()) for k in (source, target)} if method != 'random' else None)
+    if method in ('vision', 'combination') and FEATURES_VERSION > 1: key['features_version'] = FEATURES_VERSION   # v1 keys unchanged
+    return key
 
 def affinity_path(source: str, target: str, method: str = 'combination', preset: str = 'quick', seed: int = 0,
                   n_images: int | None = 100, roots: dict | None = None) -> Path:
@@ -446,28 +452,16 @@ def evaluate_run(run, preset: str = 'quick', roots: dict | None = None, device: 
     return {**res, 'iterations': it}
 
 # %% ../nbs/60_pipeline.ipynb #fd38a58e
-def default_workers(device: str = 'auto') -> int:
-    "Processes for `run_plan` and the builders: 1 on a GPU, else the CPU cores (at most 8)."
-    if get_device(device).type != 'cpu': return 1
-    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1))
-
-def _init_worker(threads: int):
-    import torch; torch.set_num_threads(threads)
-
-def _pool(workers: int, device: str):
-    "`workers` spawned processes, each with an equal share of the CPU's threads (1 thread on a GPU)."
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-    threads = max(1, (os.cpu_count() or 1) // workers) if get_device(device).type == 'cpu' else 1
-    return ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn'), initializer=_init_worker, initargs=(threads,))
-
-def _side_by_side(fn, jobs: list, preset: str, roots, device: str, workers: int) -> dict:
-    "{job: fn(*job, preset, roots, device)}, run in `workers` processes (in this one when 1), started in `jobs` order."
-    workers = min(workers or default_workers(device), len(jobs))
-    if workers <= 1: return {j: fn(*j, preset, roots, device) for j in jobs}
-    with _pool(workers, device) as ex:
-        futs = {j: ex.submit(fn, *j, preset, roots, device) for j in jobs}
-        return {j: f.result() for j, f in futs.items()}
+def _side_by_side(fn, jobs: list, preset: str, roots, device: str, workers: int, executor: Executor | None = None, desc: str = 'jobs',
+                  where=None, ddp=None) -> dict:
+    """{job: fn(*job, preset, roots, device)} through `executor` (default: `LocalExecutor(workers, device)`: `workers` processes, in this
+    one when 1), started in `jobs` order; the first failure is raised once every job ran. `where(job)`: its log folder on a cluster;
+    `ddp(job)`: the part it may run under torchrun, or None."""
+    ex = executor or LocalExecutor(workers, device)
+    res, err = ex.run([Job(' '.join(map(str, j[:3])), fn, (*j, preset, roots, device), where(j) if where else None, key=j,
+                           ddp=ddp(j) if ddp else None) for j in jobs], desc)
+    if err: raise next(iter(err.values()))
+    return res
 
 def _build_one(kind: str, like: str, preset: str, roots, device) -> float:
     t0 = time.perf_counter()
@@ -476,28 +470,31 @@ def _build_one(kind: str, like: str, preset: str, roots, device) -> float:
     return round(time.perf_counter() - t0, 1)
 
 def build_shared(sources, targets=(), preset: str = 'quick', roots: dict | None = None, device: str = 'auto', workers: int = 0,
-                 progress: bool = False) -> dict:
+                 progress: bool = False, executor: Executor | None = None) -> dict:
     """Train the missing source models of `sources` and evaluation segmenters of `sources` + `targets` side by side: `workers`
-    processes (default `default_workers`), one thread each on the CPU, source models first. {(kind, like): seconds} of what it built."""
+    processes (default `default_workers`), one thread each on the CPU, source models first, or the jobs of `executor` (`cat_nb.executors`).
+    {(kind, like): seconds} of what it built."""
     data = lambda l: roots[l] if roots and roots.get(l) else None
     for l in dict.fromkeys([*sources, *targets]): data_root(l, preset, roots)          # SynthScenes sets here, not in racing workers
     todo = [('source', l) for l in dict.fromkeys(sources) if _done(source_dir(l, preset, data=data(l))[0]) is None]
     todo += [('segmenter', l) for l in dict.fromkeys([*sources, *targets]) if not segmenter_cached(l, preset, roots)]
     if progress and todo: print(f"building {', '.join(f'{k} {l}' for k, l in todo)} ({preset}) ...", flush=True)
-    return _side_by_side(_build_one, todo, preset, roots, device, workers)
+    where = lambda j: (source_dir(j[1], preset, data=data(j[1]))[0] if j[0] == 'source' else _segmenter_folder(j[1], preset, roots))/'slurm'
+    ddp = lambda j: (source_for, (j[1], preset, roots, False, device)) if j[0] == 'source' else None
+    return _side_by_side(_build_one, todo, preset, roots, device, workers, executor, 'sources and segmenters', where, ddp)
 
 def _build_affinity(source, target, method, seed, n_images, preset, roots, device) -> float:
     t0 = time.perf_counter(); affinity(source, target, method, preset, seed, n_images, roots, device)
     return round(time.perf_counter() - t0, 1)
 
 def build_affinities(jobs, preset: str = 'quick', roots: dict | None = None, device: str = 'auto', workers: int = 0,
-                     progress: bool = False) -> dict:
+                     progress: bool = False, executor: Executor | None = None) -> dict:
     """Build the missing affinity matrices of `jobs` [(source, target, method, seed, n_images), ...] side by side (after the source
     models and segmenters they read): the estimators first, then the combinations. {job: seconds} of what it built, one job per file."""
     jobs = list(dict.fromkeys(tuple(j) for j in jobs))
     combos = [j for j in jobs if j[2] == 'combination']
     if combos or any(j[2] == 'segmentation' for j in jobs):      # combinations: source models (training-free FIDs); Eq. 1: source segmenters
-        build_shared([j[0] for j in combos], [j[0] for j in jobs if j[2] == 'segmentation'], preset, roots, device, workers, progress)
+        build_shared([j[0] for j in combos], [j[0] for j in jobs if j[2] == 'segmentation'], preset, roots, device, workers, progress, executor)
     built = {}
     for round_ in ([j for j in jobs if j[2] != 'combination'] + [(s, t, m, 0, n) for s, t, _, _, n in combos for m in VOTERS],
                    combos):
@@ -506,7 +503,8 @@ def build_affinities(jobs, preset: str = 'quick', roots: dict | None = None, dev
             p = affinity_path(j[0], j[1], j[2], preset, j[3], j[4], roots)
             if not _aff_cached(p): todo.setdefault(p, j)
         if progress and todo: print(f"building {len(todo)} affinity matrices ({', '.join(sorted({j[2] for j in todo.values()}))}; {preset}) ...", flush=True)
-        built |= _side_by_side(_build_affinity, list(todo.values()), preset, roots, device, workers)
+        where = lambda j: (p := affinity_path(j[0], j[1], j[2], preset, j[3], j[4], roots)).parent/'slurm'/p.stem
+        built |= _side_by_side(_build_affinity, list(todo.values()), preset, roots, device, workers, executor, 'affinities', where)
     return built
 
 # %% ../nbs/60_pipeline.ipynb #5104c960
@@ -529,40 +527,30 @@ def _longest_first(s: RunSpec) -> tuple:
     return (s.training_free, not dict(s.overrides).get('eval_every'))     # periodic FID, then finetuned, then training-free
 
 def run_plan(specs, preset: str = 'quick', roots: dict | None = None, device: str = 'auto', workers: int = 0,
-             progress: bool = True):
-    "Train/evaluate (or read from the cache) every `RunSpec` of `specs`; a DataFrame with one row per spec, in order."
+             progress: bool = True, executor: Executor | None = None):
+    """Train/evaluate (or read from the cache) every `RunSpec` of `specs`; a DataFrame with one row per spec, in order. The runs to
+    train go to `executor` (default: `LocalExecutor(workers, device)`; `cat_nb.executors`), cached ones are read in this process."""
     import pandas as pd
     from tqdm.auto import tqdm
-    from concurrent.futures import as_completed
-    from concurrent.futures.process import BrokenProcessPool
     from cat_nb.transfer import METHODS
     specs = list(specs)
     workers = workers or default_workers(device)
-    build_shared([s.source for s in specs if METHODS[s.method].pretrained], [s.target for s in specs], preset, roots, device, workers, progress)
-    build_affinities([(s.source, s.target, a, s.seed, s.n_images) for s in specs if (a := s.given_affinity())], preset, roots, device, workers, progress)
+    build_shared([s.source for s in specs if METHODS[s.method].pretrained], [s.target for s in specs], preset, roots, device, workers, progress, executor)
+    build_affinities([(s.source, s.target, a, s.seed, s.n_images) for s in specs if (a := s.given_affinity())], preset, roots, device, workers,
+                     progress, executor)
     dirs, spec_dirs = {}, []
     for s in tqdm(specs, desc='run folders', disable=not progress, leave=False):
         spec_dirs.append(run_dir(s, preset, roots, device)); dirs.setdefault(spec_dirs[-1], s)   # one run per folder
     rows, errors = {}, {}
     cached = [s for d, s in dirs.items() if _done(d) is not None and (d/'pipeline_eval.json').exists()]
-    todo = sorted((s for s in dirs.values() if s not in cached), key=_longest_first)
-    here = cached + (todo if workers == 1 or len(todo) <= 1 else [])         # cached rows (and a lone run) in this process
-    for s in tqdm(here, desc=f'runs ({preset}, {len(cached)} cached)', disable=not progress or not here):
+    for s in tqdm(cached, desc=f'runs ({preset}, {len(cached)} cached)', disable=not progress or not cached):     # read here
         try: rows[s] = _execute(s, preset, roots, device)
         except Exception as e: errors[s] = e
-    if workers > 1 and len(todo) > 1:
-        for attempt in range(2):                                # a worker killed from outside (OOM, signal) breaks the pool: retry once
-            broken = []
-            with _pool(min(workers, len(todo)), device) as ex:
-                futs = {ex.submit(_execute, s, preset, roots, device): s for s in todo}
-                for f in tqdm(as_completed(futs), total=len(futs), desc=f'runs ({preset}, {workers} processes)', disable=not progress):
-                    try: rows[futs[f]] = f.result()
-                    except BrokenProcessPool as e:
-                        if attempt == 0: broken.append(futs[f])
-                        else: errors[futs[f]] = e
-                    except Exception as e: errors[futs[f]] = e
-            if not broken: break
-            todo = broken
+    todo = sorted(((d, s) for d, s in dirs.items() if s not in cached), key=lambda ds: _longest_first(ds[1]))
+    r, e = (executor or LocalExecutor(workers, device)).run(
+        [Job(f'run {s.direction} {s.method}/{s.resolved_affinity()} seed {s.seed} ({d.name})', _execute, (s, preset, roots, device), d/'slurm',
+             key=s, ddp=(run_spec, (s, preset, roots, device))) for d, s in todo], f'runs ({preset})', progress)
+    rows |= r; errors |= e
     if errors:
         msg = '; '.join(f'{s.direction} {s.method}/{s.resolved_affinity()} seed {s.seed}: {type(e).__name__}: {e}' for s, e in errors.items())
         raise RuntimeError(f"{len(errors)} of {len(specs)} runs failed ({msg}); finished runs are cached, rerun to retry") from next(iter(errors.values()))

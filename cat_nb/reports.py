@@ -205,7 +205,7 @@ def specs_figure4(directions, sizes, seeds, eval_every=None, overrides=()) -> li
 SPECS = dict(table1=specs_table1, table2=specs_table2, table3=specs_table3, table4=specs_table4, figure3=specs_figure3, figure4=specs_figure4)
 
 # %% ../nbs/61_reports.ipynb #057e8d69
-STANDARD_COSTS = dict(iter_s=dict(residual=0.6, baseline=0.45, scratch=0.4), eval_s=55.0, image_s=0.17, tf_s=55.0,
+STANDARD_COSTS = dict(iter_s=dict(residual=0.65, baseline=0.5, scratch=0.45), eval_s=30.0, image_s=0.17, tf_s=30.0,
                       affinity_s=100.0, segmenter_s=280.0, kernel_s=30.0)
 MICROBENCH_ITER_S = dict(residual=3.15, baseline=2.1, scratch=1.4)   # TransferTrainer.step CPU seconds, heavier load
 

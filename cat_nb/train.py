@@ -4,7 +4,7 @@
 
 # %% ../nbs/32_train.ipynb #57bac448
 from __future__ import annotations
-import argparse, copy, dataclasses, io, json, math, os, random, shlex, sys, time
+import argparse, copy, dataclasses, hashlib, io, json, math, os, random, shlex, sys, time
 from dataclasses import dataclass, field
 from typing import ClassVar
 from pathlib import Path
@@ -22,7 +22,8 @@ from .losses import adv_loss, d_loss, labelmix_bits, VGGLoss
 # %% auto #0
 __all__ = ['TrainConfig', 'train_config', 'dist_setup', 'allreduce_grads', 'ema_update', 'SeededItems', 'StepBatches',
            'OASISTrainer', 'sample_grid', 'save_png', 'train_source', 'official_checkpoint', 'read_checkpoint',
-           'read_source_checkpoint', 'load_source', 'snapshots', 'load_snapshot', 'interrupted', 'train_source_cli']
+           'read_source_checkpoint', 'load_source', 'snapshots', 'load_snapshot', 'source_fingerprint', 'interrupted',
+           'train_source_cli']
 
 # %% ../nbs/32_train.ipynb #ea03ea35
 @dataclass
@@ -279,20 +280,25 @@ def _open_dataset(data, cfg: TrainConfig):
         return SegDataset(data, cfg.model.like, 'train', size=cfg.model.image_hw[0], train=True)
     return data
 
-def train_source(data, cfg: TrainConfig, out, device='auto', progress: bool = True, _crash_at: int | None = None) -> OASISTrainer:
-    "Train an OASIS source model in run folder `out`, resuming from its newest checkpoint; returns the trainer."
+def train_source(data, cfg: TrainConfig, out, device='auto', progress: bool = True, extend: bool = False,
+                 _crash_at: int | None = None) -> OASISTrainer:
+    "Train an OASIS source model in run folder `out`, resuming from its newest checkpoint (`extend`: to a larger `cfg.iters`); returns the trainer."
     ds = _open_dataset(data, cfg)                                # bad data fails before the run folder is written
     rank, world = dist_setup()
     seed_everything(cfg.seed, cfg.deterministic)
     tr = OASISTrainer(cfg, device, rank, world)
-    run = RunDir(out, cfg) if rank == 0 else None
+    if rank == 0:                                                # the data it began with, or refuse (RunDir.check_inputs)
+        from cat_nb.data import fingerprint
+        run = RunDir(out, cfg, extend=extend, inputs=dict(data=fingerprint(ds)),
+                     where=dict(data=str(Path(data).resolve()) if isinstance(data, (str, Path)) else None))
+    else: run = None
     _barrier(world)
     run = run or RunDir(out)
     if (p := run.latest_checkpoint()) is not None:
         tr.load(run.load_latest(map_location=tr.device), str(p))
     start = tr.step_done
     if start >= cfg.iters:
-        if rank == 0: print(f"{out}: already trained for {start} iterations (iters={cfg.iters})")
+        if rank == 0: print(f"{out}: already trained for {start} iterations (iters={cfg.iters}; a larger --iters with --extend trains it further)")
         return tr
     it0 = ds[0]; tr.check_batch(it0['image'][None], it0['label'][None])
     loader = torch.utils.data.DataLoader(SeededItems(ds), batch_sampler=StepBatches(len(ds), cfg.batch_size, rank, world, cfg.seed, start, cfg.iters),
@@ -391,6 +397,23 @@ def load_snapshot(path, device='auto') -> nn.Module:
     G, _ = build_oasis(OASISConfig(**st['model'])); load_oasis_state(G, st['EMA'], str(path))
     return G.to(get_device(device)).eval()
 
+# %% ../nbs/32_train.ipynb #64777e43
+def source_fingerprint(path, which: str = 'latest') -> dict | None:
+    "`{of, sha256}` of the source model at `path` (run folder, checkpoint file, official folder, shipped model's folder) unread; None if there is none."
+    from cat_nb.weights import sha256_file
+    p = Path(path)
+    try:
+        if p.is_dir():
+            done = json.loads((p/'done.json').read_text()) if (p/'done.json').exists() else {}
+            if done.get('sha256'): return dict(of='shipped model', sha256=done['sha256'])
+            if not (p/'config.json').exists() and list(p.glob('*_G.pth')):
+                shas = ''.join(sha256_file(p/f'{which}_{k}.pth') for k in ('G', 'D', 'EMA'))
+                return dict(of='official checkpoint', sha256=hashlib.sha256(shas.encode()).hexdigest())
+            p = max(p.glob('checkpoints/step_*.pt'), default=None)
+            if p is None: return None
+        return dict(of='checkpoint file', sha256=sha256_file(p))
+    except (OSError, ValueError): return None
+
 # %% ../nbs/32_train.ipynb #53f50e68
 def _preset_default(k: str) -> str:
     "Help text naming TrainConfig field `k`'s value at each preset."
@@ -430,7 +453,10 @@ def train_source_cli(argv: list[str] | None = None) -> int:
     p.add_argument('--device', default='auto', help='auto (CUDA when present), cpu, cuda or cuda:K')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
     p.add_argument('--no-check', action='store_true', help="skip the pre-flight scan of the training split's files (cat-nb check-data)")
+    p.add_argument('--extend', action='store_true', help="train the run in --out on to a larger --iters (recorded in its provenance.json and "
+                   "metrics.jsonl); without it a changed --iters is refused")
     a = p.parse_args(argv)
+    if a.extend and a.iters is None: p.error('--extend needs --iters (the new total number of iterations)')
     args, rank0 = list(argv if argv is not None else sys.argv[1:]), int(os.environ.get('RANK', 0)) == 0
     preset = a.preset or 'standard'
     over = {k: v for k, v in dict(iters=a.iters, batch_size=a.batch_size, seed=a.seed, num_workers=a.num_workers,
@@ -445,7 +471,7 @@ def train_source_cli(argv: list[str] | None = None) -> int:
         if not a.no_check and (msg := preflight(a.data, a.like, 'train')):
             if rank0: print(f"cat-nb train-source: error: {msg}", file=sys.stderr)
             return 1
-        tr = train_source(a.data, cfg, a.out, a.device, progress=not a.no_progress)
+        tr = train_source(a.data, cfg, a.out, a.device, progress=not a.no_progress, extend=a.extend)
     except (ValueError, RuntimeError, FileNotFoundError, FloatingPointError) as e:
         print(f"cat-nb train-source: error: {e}", file=sys.stderr); return 1
     except KeyboardInterrupt: return interrupted('train-source', args, a.out)

@@ -19,7 +19,7 @@ from .oasis import (OASISConfig, oasis_config, OASISGenerator, OASISDiscriminato
                           sample_z, init_weights, load_oasis_state, n_params, LIKES, PRESETS, NUM_IDS, onehot_conv, check_ids,
                           resize_cond)
 from .train import (TrainConfig, train_config, OASISTrainer, SeededItems, StepBatches, save_png, _mix, _colorize,
-                          dist_setup, allreduce_grads, ema_update, _barrier, read_source_checkpoint)
+                          dist_setup, allreduce_grads, ema_update, _barrier, read_source_checkpoint, source_fingerprint)
 from .regularizers import (frozen_reference, cdc_loss, ssr_loss, add_d_heads, d_views, cdc_d_mode,
                                  anchor_points, anchor_noise, REGULARIZERS)
 
@@ -534,14 +534,30 @@ def read_run_info(run) -> dict:
     if not p.exists(): raise FileNotFoundError(f"{p}: not a transfer run folder (no {RUN_INFO}; written by `cat-nb transfer`)")
     return json.loads(p.read_text())
 
+def _inputs(target_data, ds, subset, source, info, cfg: TransferConfig) -> tuple[dict, dict]:
+    "(fingerprints, paths) of a transfer run's data, subset and source, for `RunDir.check_inputs`; None where not known."
+    from cat_nb.data import SegDataset, fingerprint
+    tm = cfg.train.model
+    whole = SegDataset(ds.root, tm.like, 'train', size=tm.image_hw[0]) if isinstance(ds, SegDataset) else None
+    names = None if whole is None else ds.names
+    sub = (None if whole is None else 'the whole train split' if names == whole.names else
+           dict(n=len(names), names_sha=hashlib.sha256('\n'.join(names).encode()).hexdigest()[:16]))
+    src = source if isinstance(source, (str, Path)) else (info or {}).get('source')
+    fp = source_fingerprint(src) if cfg.spec.pretrained and src else None
+    return (dict(data=fingerprint(whole), subset=sub, source=fp),
+            dict(data=_abs(target_data) or _abs(getattr(ds, 'root', None)), subset=_abs(subset), source=_abs(src)))
+
 def transfer(target_data, cfg: TransferConfig, out, source=None, affinity=None, subset=None, val_data=None, device='auto',
-             progress: bool = True, info: dict | None = None, _crash_at: int | None = None) -> TransferTrainer:
-    "Train (or resume) a transfer run in folder `out` (one process, or each process of `torchrun`); `source` = source run/ckpt path or checkpoint dict."
+             progress: bool = True, info: dict | None = None, extend: bool = False, _crash_at: int | None = None) -> TransferTrainer:
+    "Train (or resume; `extend`: to a larger `iters`) a transfer run in folder `out` (one process, or each of `torchrun`); `source` = source run/ckpt path or checkpoint dict."
     cfg = cfg.check(); tc, tm = cfg.train, cfg.train.model
     ds = _open(target_data, tm.like, 'train', tm.image_hw[0], True, subset)   # bad data fails before the run folder is written
     rank, world = dist_setup()
     seed_everything(tc.seed, tc.deterministic)
-    run = RunDir(out, cfg) if rank == 0 else None
+    if rank == 0:                                                # the inputs it began with, or refuse (RunDir.check_inputs)
+        inputs, where = _inputs(target_data, ds, subset, source, info, cfg)
+        run = RunDir(out, cfg, extend=extend, inputs=inputs, where=where)
+    else: run = None
     _barrier(world)
     run = run or RunDir(out)
     ck = run.latest_checkpoint()
@@ -570,7 +586,7 @@ def transfer(target_data, cfg: TransferConfig, out, source=None, affinity=None, 
         _barrier(world)
         return tr
     if start >= tc.iters:
-        if rank == 0: print(f"{out}: already trained for {start} iterations (iters={tc.iters})")
+        if rank == 0: print(f"{out}: already trained for {start} iterations (iters={tc.iters}; a larger --iters with --extend trains it further)")
         return tr
     it0 = ds[0]; tr.check_batch(it0['image'][None], it0['label'][None])
     loader = torch.utils.data.DataLoader(SeededItems(ds), batch_sampler=StepBatches(len(ds), tc.batch_size, rank, world, tc.seed, start, tc.iters),
@@ -708,6 +724,7 @@ def transfer_cli(argv: list[str] | None = None) -> int:
     p.add_argument('--stage1-iters', type=int, help=f"iterations of stage 1 ({dflt('stage1_iters')})")
     p.add_argument('--batch-size', type=int, help=f"global batch size ({dflt('batch_size')})")
     p.add_argument('--seed', type=int, help=f"seed of initialisation, data order and noise ({dflt('seed')})")
+    p.add_argument('--ckpt-every', type=int, help=f"checkpoint every N iterations ({dflt('ckpt_every')})")
     p.add_argument('--affinity-seed', type=int, default=0, help='seed of random affinities')
     p.add_argument('--eval-every', type=int, help=f"FID/KID on the target val split every N iterations, 0 = off ({dflt('eval_every')})")
     p.add_argument('--eval', action='store_true', help='evaluate the final generator on the target val split (--eval-metrics), written to OUT/eval.json')
@@ -717,7 +734,10 @@ def transfer_cli(argv: list[str] | None = None) -> int:
     p.add_argument('--device', default='auto', help='auto (CUDA when present), cpu, cuda or cuda:K')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
     p.add_argument('--no-check', action='store_true', help="skip the pre-flight scan of the target data's files (cat-nb check-data)")
+    p.add_argument('--extend', action='store_true', help="train the run in --out on to a larger --iters (recorded in its provenance.json and "
+                   "metrics.jsonl); without it a changed --iters is refused")
     a = p.parse_args(argv)
+    if a.extend and a.iters is None: p.error('--extend needs --iters (the new total number of iterations)')
     args = list(argv if argv is not None else sys.argv[1:])
     spec = METHODS[a.method]
     ms = tuple(m.strip().lower() for m in a.eval_metrics.split(',') if m.strip())
@@ -730,7 +750,7 @@ def transfer_cli(argv: list[str] | None = None) -> int:
         if spec.pretrained or a.source:
             if a.source is None: p.error(f"--method {a.method} needs --source")
             src = read_source(a.source)
-        over = {k: v for k, v in dict(iters=a.iters, stage1_iters=a.stage1_iters, batch_size=a.batch_size, seed=a.seed,
+        over = {k: v for k, v in dict(iters=a.iters, stage1_iters=a.stage1_iters, batch_size=a.batch_size, seed=a.seed, ckpt_every=a.ckpt_every,
                                       eval_every=a.eval_every, lambda_reg=a.lambda_reg, cdc_anchors=a.cdc_anchors).items() if v is not None}
         if a.regularizer: over['regularizer'] = a.regularizer
         if a.no_reg_d: over['reg_d'] = False
@@ -750,7 +770,7 @@ def transfer_cli(argv: list[str] | None = None) -> int:
         info = dict(source=_abs(a.source), affinity_file=_abs(a.affinity) if a.affinity is not None and A is not None else None,
                     affinity_method=a.affinity_method if A is not None else None, command='cat-nb transfer ' + ' '.join(argv if argv is not None else sys.argv[1:]))
         t0 = time.time()
-        tr = transfer(a.target_data, cfg, a.out, src, A, a.subset, device=a.device, progress=not a.no_progress, info=info)
+        tr = transfer(a.target_data, cfg, a.out, src, A, a.subset, device=a.device, progress=not a.no_progress, info=info, extend=a.extend)
         secs = time.time() - t0
         if tr.rank != 0: return 0                                  # under torchrun, process 0 reports and evaluates
         print(f"{a.out}: {a.method} {'training-free' if a.training_free else f'{tr.step_done} iterations'} in {secs:.1f}s")
