@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from .core import RunDir, get_device, seed_everything, device_summary
 from .piti import PITIConfig, piti_config, build_piti, load_piti_state, resize_label, n_params, PARAM_GROUPS
 from .diffusion import diffusion_for, sample, quantize_uint8
-from .train import dist_setup, allreduce_grads, SeededItems, StepBatches, save_png, _mix, _barrier, _colorize
+from .train import dist_setup, allreduce_grads, LossLog, SeededItems, StepBatches, save_png, _mix, _barrier, _colorize
 
 # %% auto #0
 __all__ = ['PITITrainConfig', 'piti_train_config', 'PITIItems', 'piti_items', 'PITITrainer', 'piti_grid', 'train_piti']
@@ -224,16 +224,14 @@ def train_piti(cfg: PITITrainConfig, data_root, out_dir, device='auto', progress
     m = cfg.model
     bar = tqdm(total=cfg.iters, initial=start, desc=f'PITI {m.kind} {cfg.like}/{m.preset}', disable=not progress or rank != 0,
                dynamic_ncols=True, smoothing=0.1)
-    t_last, n_last, losses = time.perf_counter(), start, []
+    log = LossLog(start)
     for s, batch in zip(range(start, cfg.iters), loader):
         if _crash_at is not None and s == _crash_at: raise KeyboardInterrupt(f'simulated crash before step {s}')
-        losses.append(tr.step(batch, s))
+        log.add(tr.step(batch, s))
         done = s + 1; bar.update(1)
         if done % cfg.log_every == 0 or done == cfg.iters:
-            now = time.perf_counter(); ips = (done - n_last) / max(now - t_last, 1e-9); t_last, n_last = now, done
-            mean = {k: float(np.mean([l[k] for l in losses])) for k in losses[0]}; losses = []
-            bar.set_postfix({k: f'{v:.3g}' for k, v in mean.items()})
-            if rank == 0: run.log(step=done, **mean, it_per_s=round(ips, 4))
+            rec = log.record(done); bar.set_postfix({k: f'{v:.3g}' for k, v in rec.items() if k != 'it_per_s'})
+            if rank == 0: run.log(step=done, **rec)
         if rank == 0 and (done % cfg.sample_every == 0 or done == cfg.iters):
             save_png(piti_grid(tr.EMA, fixed_img, fixed_lab, cfg), run.path/'samples'/f'step_{done:08d}.png')
         if done % cfg.ckpt_every == 0 or done == cfg.iters:

@@ -20,7 +20,7 @@ from .oasis import (OASISConfig, oasis_config, build_oasis, init_weights, one_ho
 from .losses import adv_loss, d_loss, labelmix_bits, VGGLoss
 
 # %% auto #0
-__all__ = ['TrainConfig', 'train_config', 'dist_setup', 'allreduce_grads', 'ema_update', 'SeededItems', 'StepBatches',
+__all__ = ['TrainConfig', 'train_config', 'dist_setup', 'allreduce_grads', 'ema_update', 'LossLog', 'SeededItems', 'StepBatches',
            'OASISTrainer', 'sample_grid', 'save_png', 'train_source', 'official_checkpoint', 'read_checkpoint',
            'read_source_checkpoint', 'load_source', 'snapshots', 'load_snapshot', 'source_fingerprint', 'interrupted',
            'train_source_cli']
@@ -107,6 +107,16 @@ def ema_update(ema: nn.Module, net: nn.Module, decay: float) -> None:
         if v.is_floating_point(): fe.append(v); fn.append(n_sd[k])
         else: v.copy_(n_sd[k])
     torch._foreach_mul_(fe, decay); torch._foreach_add_(fe, fn, alpha=1 - decay)
+
+class LossLog:
+    "Mean losses (each key over the steps that reported it) and iterations/s since the last record: a loop's `log_every` line."
+    def __init__(self, start: int): self.t, self.n, self.losses = time.perf_counter(), start, []
+    def add(self, l: dict) -> dict: self.losses.append(l); return l
+    def record(self, done: int) -> dict:
+        now = time.perf_counter(); ips = (done - self.n) / max(now - self.t, 1e-9); self.t, self.n = now, done
+        mean = {k: float(np.mean([l[k] for l in self.losses if k in l])) for k in dict.fromkeys(k for l in self.losses for k in l)}
+        self.losses = []
+        return dict(mean, it_per_s=round(ips, 4))
 
 # %% ../nbs/32_train.ipynb #618db4cc
 def _mix(*xs) -> int:
@@ -312,16 +322,14 @@ def train_source(data, cfg: TrainConfig, out, device='auto', progress: bool = Tr
                 n_train=len(ds), G_params=n_params(tr.G), D_params=n_params(tr.D))
     bar = tqdm(total=cfg.iters, initial=start, desc=f'OASIS {cfg.model.like}/{cfg.model.preset}', disable=not progress or rank != 0,
                dynamic_ncols=True, smoothing=0.1)
-    t_last, n_last, losses = time.perf_counter(), start, []
+    log = LossLog(start)
     for s, batch in zip(range(start, cfg.iters), loader):
         if _crash_at is not None and s == _crash_at: raise KeyboardInterrupt(f'simulated crash before step {s}')
-        losses.append(tr.step(batch, s))
+        log.add(tr.step(batch, s))
         done = s + 1; bar.update(1)
         if done % cfg.log_every == 0 or done == cfg.iters:
-            now = time.perf_counter(); ips = (done - n_last) / max(now - t_last, 1e-9); t_last, n_last = now, done
-            mean = {k: float(np.mean([l[k] for l in losses])) for k in losses[0]}; losses = []
-            bar.set_postfix({k: f'{v:.3g}' for k, v in mean.items()})
-            if rank == 0: run.log(step=done, **mean, it_per_s=round(ips, 4))
+            rec = log.record(done); bar.set_postfix({k: f'{v:.3g}' for k, v in rec.items() if k != 'it_per_s'})
+            if rank == 0: run.log(step=done, **rec)
         do_sample, do_ckpt = done % cfg.sample_every == 0 or done == cfg.iters, done % cfg.ckpt_every == 0 or done == cfg.iters
         do_snap = cfg.snapshot_every > 0 and (done % cfg.snapshot_every == 0 or done == cfg.iters)
         if do_sample or do_ckpt or do_snap:

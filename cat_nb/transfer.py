@@ -18,7 +18,7 @@ from .core import RunDir, atomic_write, get_device, seed_everything, device_summ
 from .oasis import (OASISConfig, oasis_config, OASISGenerator, OASISDiscriminator, SPADE, build_oasis, one_hot,
                           sample_z, init_weights, load_oasis_state, n_params, LIKES, PRESETS, NUM_IDS, onehot_conv, check_ids,
                           resize_cond)
-from .train import (TrainConfig, train_config, OASISTrainer, SeededItems, StepBatches, save_png, _mix, _colorize,
+from .train import (TrainConfig, train_config, OASISTrainer, LossLog, SeededItems, StepBatches, save_png, _mix, _colorize,
                           dist_setup, allreduce_grads, ema_update, _barrier, read_source_checkpoint, source_fingerprint)
 from .regularizers import (frozen_reference, cdc_loss, ssr_loss, add_d_heads, d_views, cdc_d_mode,
                                  anchor_points, anchor_noise, REGULARIZERS)
@@ -600,19 +600,16 @@ def transfer(target_data, cfg: TransferConfig, out, source=None, affinity=None, 
                 **({'cdc_anchors': cfg.cdc_anchors or len(ds)} if cfg.regularizer == 'cdc' and cfg.reg_d else {}))
         if start == 0 and val is not None and cfg.eval_every: run.log(step=0, **_eval_log(tr.EMA, val, cfg, tr.device))
     bar = tqdm(total=tc.iters, initial=start, desc=f'{cfg.method} -> {tm.like}/{tm.preset}', disable=not progress or rank != 0, dynamic_ncols=True)
-    t_last, n_last, losses, t0 = time.perf_counter(), start, [], time.perf_counter()
+    log, t0 = LossLog(start), time.perf_counter()
     for s, batch in zip(range(start, tc.iters), loader):
         if _crash_at is not None and s == _crash_at: raise KeyboardInterrupt(f'simulated crash before step {s}')
-        l = tr.step(batch, s); losses.append(l)
+        l = log.add(tr.step(batch, s))
         if not all(math.isfinite(v) for v in l.values()):
             raise FloatingPointError(f"{cfg.method}: non-finite loss at step {s}: {l}; the previous checkpoint is kept")
         done = s + 1; bar.update(1)
         if done % tc.log_every == 0 or done == tc.iters:
-            now = time.perf_counter(); ips = (done - n_last) / max(now - t_last, 1e-9); t_last, n_last = now, done
-            keys = set().union(*losses)
-            mean = {k: float(np.mean([x[k] for x in losses if k in x])) for k in keys}; losses = []
-            bar.set_postfix({k: f'{v:.3g}' for k, v in mean.items() if k != 'stage'})
-            if rank == 0: run.log(step=done, **mean, it_per_s=round(ips, 4))
+            rec = log.record(done); bar.set_postfix({k: f'{v:.3g}' for k, v in rec.items() if k not in ('stage', 'it_per_s')})
+            if rank == 0: run.log(step=done, **rec)
         do_sample, do_ckpt = done % tc.sample_every == 0 or done == tc.iters, done % tc.ckpt_every == 0 or done == tc.iters
         eval_step = cfg.eval_every and (done % cfg.eval_every == 0 or done == tc.iters)
         do_eval = val is not None and eval_step                  # val exists on process 0 only
