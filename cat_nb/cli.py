@@ -4,11 +4,11 @@
 
 # %% ../nbs/01_cli.ipynb #095d7e42
 from __future__ import annotations
-import argparse, importlib, importlib.metadata as md, importlib.util, json, os, platform, sys, time
+import argparse, importlib, importlib.metadata as md, importlib.util, json, os, platform, shutil, sys, time
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['COMMANDS', 'main', 'HelpFormatter', 'weights_status', 'info', 'find_reports', 'reproduce', 'check_params']
+__all__ = ['COMMANDS', 'main', 'weights_status', 'info', 'find_reports', 'reproduce', 'check_params']
 
 # %% ../nbs/01_cli.ipynb #92338863
 COMMANDS: dict[str, tuple[str, str]] = {  # name: ('module:function', one-line help)
@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {  # name: ('module:function', one-line h
     'segmenter': ('cat_nb.segmenter:segmenter_cli', 'train/cache the evaluation segmenter of a dataset and print its val mIoU'),
     'evaluate':  ('cat_nb.metrics:evaluate_cli',    'FID, KID, mIoU, LPIPS and MS-SSIM diversity of a trained run, as JSON'),
     'transfer':  ('cat_nb.transfer:transfer_cli',   'few-shot transfer of an OASIS source model: CAT (training-free or finetuned) or a baseline'),
+    'runs':      ('cat_nb.runs:runs_cli',           'list run folders: kind, data, method, iterations done/planned, status, last metrics, revision'),
+    'show':      ('cat_nb.runs:show_cli',           'one run: status, config, metric history and newest sample grid'),
 }
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,13 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     return getattr(importlib.import_module(mod), fn)(argv[1:]) or 0
 
 # %% ../nbs/01_cli.ipynb #fcf354c3
-class HelpFormatter(argparse.HelpFormatter):
-    "argparse help that appends `(default: X)` to every optional, non-boolean flag whose help does not name its default."
-    def _get_help_string(self, action):
-        h = action.help or ''
-        if (action.required or not action.option_strings or action.default in (None, argparse.SUPPRESS) or 'default' in h.lower()
-            or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))): return h
-        return h + ' (default: %(default)s)'
+from .core import HelpFormatter     # every subcommand's help shows each flag's default
 
 # %% ../nbs/01_cli.ipynb #92c5fbae
 def _version(pkg: str) -> str:
@@ -123,6 +119,43 @@ def _earlier(out: Path, nbs, title) -> list[dict]:
         rows.append(dict(name=nb.stem, title=title(nb), status='earlier call' + ('' if _finished(dst, None, nb) else ', report edited since'),
                          seconds=md['cat_nb']['seconds'], cpu=md['cat_nb']['cpu_seconds'], error='', params=_shown(md['papermill'].get('parameters', {}))))
     return rows
+
+def _swap_paths(out: Path, name: str) -> tuple[Path, ...]:
+    "A report's outputs in `out` (executed notebook, folder), where a rerun sets them aside, and where a failed rerun's go."
+    return (out/f'{name}.ipynb', out/name), out/'.last_good'/name, out/'_failed'
+
+def _move(ps, dst: Path):
+    "Move the paths `ps` that exist into folder `dst`, replacing what is there under their names."
+    dst.mkdir(parents=True, exist_ok=True)
+    for p in ps:
+        q = dst/p.name
+        if q.is_dir() and not q.is_symlink(): shutil.rmtree(q)
+        elif q.exists() or q.is_symlink(): q.unlink()
+        if p.exists() or p.is_symlink(): os.replace(p, q)
+
+def _set_aside(out: Path, name: str) -> bool:
+    """Before a rerun, move a finished report's outputs to `out/.last_good/<name>/` so that a failed rerun cannot replace them;
+    True when there are good outputs set aside."""
+    ps, aside, _ = _swap_paths(out, name)
+    if aside.exists(): return True
+    if not _finished(ps[0]): return False
+    _move(ps, aside); return True
+
+def _settle(out: Path, name: str, ok: bool):
+    """After a rerun (or at the start of the next call, after a crash): on success drop the set-aside outputs; on failure move the
+    failed execution to `out/_failed/` and put the last good outputs back in place."""
+    ps, aside, failed = _swap_paths(out, name)
+    if not aside.exists(): return
+    if not ok: _move(ps, failed); _move([aside/p.name for p in ps], out)
+    shutil.rmtree(aside)
+    if not any(aside.parent.iterdir()): aside.parent.rmdir()
+
+def _recover(out: Path, names) -> list[str]:
+    "Reports of a call that died mid-rerun (Ctrl-C, SIGKILL, a lost node): put their last good outputs back. The names recovered."
+    done = []
+    for n in names:
+        if _swap_paths(out, n)[1].exists(): _settle(out, n, _finished(out/f'{n}.ipynb')); done.append(n)
+    return done
 
 def _cpu() -> float:
     "CPU seconds of this process and its finished children."
@@ -200,6 +233,8 @@ def reproduce(argv: list[str] = ()) -> int:
     try: check_params({p.stem: _declared(p) for p in all_nbs}, [p.stem for p in nbs], given, a.preset)
     except ValueError as e: ap.error(str(e))
     out = Path(a.out) if a.out else rdir/'out'/a.preset; out.mkdir(parents=True, exist_ok=True)
+    for n in _recover(out, [p.stem for p in all_nbs]):
+        print(f'{n}: an earlier call stopped while rerunning it; its last good outputs are back in place', file=sys.stderr)
     params_of = {nb.stem: dict(preset=a.preset, out_dir=str((out/nb.stem).resolve()))
                           | {k: v for k, v in extra.items() if k in pm.inspect_notebook(str(nb))} for nb in nbs}
     todo = [nb.stem for nb in nbs if a.force or not _finished(out/nb.name, params_of[nb.stem], nb)]
@@ -218,15 +253,21 @@ def reproduce(argv: list[str] = ()) -> int:
         if nb.stem not in todo:
             meta = json.loads(dst.read_text())['metadata']['cat_nb']
             print(f'[{i}/{len(nbs)}] {nb.stem}: already done, skipped'); rows.append(row | dict(status='cached', seconds=meta['seconds'], cpu=meta['cpu_seconds'])); continue
+        kept = _set_aside(out, nb.stem)                                # the last good outputs wait in .last_good/ until this run succeeds
         wd.mkdir(exist_ok=True); t0, c0 = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
         print(f'[{i}/{len(nbs)}] {nb.stem}: running (preset {a.preset}) ...', flush=True)
         try:
             pm.execute_notebook(str(nb), str(dst), parameters=params, kernel_name='python3', cwd=str(rdir), progress_bar=True)
-        except pm.PapermillExecutionError as e:
-            row.update(status='failed', error=f'{e.ename}: {e.evalue}'[:500])
-            print(f'[{i}/{len(nbs)}] {nb.stem}: FAILED ({row["error"][:200]}); see {dst}', file=sys.stderr)
+        except pm.PapermillExecutionError as e: row.update(status='failed', error=f'{e.ename}: {e.evalue}'[:500])
+        except Exception as e: row.update(status='failed', error=f'{type(e).__name__}: {e}'[:500])     # dead kernel, bad notebook, ...
+        except BaseException: _settle(out, nb.stem, False); raise                                       # Ctrl-C: good outputs back first
         row.update(seconds=time.time() - t0, cpu=resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime - c0)
         if row['status'] == 'ran': mark_finished(dst, nb, row['seconds'], row['cpu'])
+        else:
+            row.update(kept=kept, failed_nb=f'_failed/{dst.name}' if kept else dst.name)
+            print(f'[{i}/{len(nbs)}] {nb.stem}: FAILED ({row["error"][:200]}); see {out/row["failed_nb"]}'
+                  + ('; the last good outputs stay in place' if kept else ''), file=sys.stderr)
+        _settle(out, nb.stem, row['status'] == 'ran')
         rows.append(row)
     failed, n = [r['name'] for r in rows if r['status'] == 'failed'], len(rows)
     rows += _earlier(out, [p for p in all_nbs if p.stem not in {r['name'] for r in rows}], notebook_title)

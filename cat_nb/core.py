@@ -15,7 +15,7 @@ import torch
 # %% auto #0
 __all__ = ['PROVENANCE', 'cat_home', 'torch_home', 'paths', 'get_device', 'device_summary', 'seed_everything', 'umask_mode',
            'atomic_open', 'atomic_write', 'atomic_save', 'to_jsonable', 'config_hash', 'git_revision', 'config_diff',
-           'inputs_diff', 'clean_stale_tmp', 'RunDir']
+           'inputs_diff', 'clean_stale_tmp', 'RunDir', 'HelpFormatter']
 
 # %% ../nbs/00_core.ipynb #4034b9bd
 def cat_home() -> Path:
@@ -294,3 +294,14 @@ class RunDir:
         except Exception as e: raise RuntimeError(f"checkpoint {p} is unreadable ({e.__class__.__name__}: {e}); delete it to resume from the previous one") from e
 
     def __repr__(self): return f"RunDir({str(self.path)!r})"
+
+# %% ../nbs/00_core.ipynb #b6c4c09a
+import argparse
+
+class HelpFormatter(argparse.HelpFormatter):
+    "argparse help that appends `(default: X)` to every optional, non-boolean flag whose help does not name its default."
+    def _get_help_string(self, action):
+        h = action.help or ''
+        if (action.required or not action.option_strings or action.default in (None, argparse.SUPPRESS) or 'default' in h.lower()
+            or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))): return h
+        return h + ' (default: %(default)s)'

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .core import paths, config_hash, to_jsonable, atomic_write, RunDir, get_device
+from .core import paths, config_hash, to_jsonable, atomic_write, RunDir, get_device, HelpFormatter
 from .data import check_like
 from .synth import write_synth
 from .train import train_config, train_source
@@ -115,12 +115,12 @@ def adopt_source_cli(argv: list[str] | None = None) -> int:
     "`cat-nb adopt-source`: use your own or the official OASIS source model in the reports instead of training one."
     import argparse, sys
     from cat_nb.data import LIKES
-    p = argparse.ArgumentParser(prog='cat-nb adopt-source', description=adopt_source.__doc__)
+    p = argparse.ArgumentParser(prog='cat-nb adopt-source', description=adopt_source.__doc__, formatter_class=HelpFormatter)
     p.add_argument('--like', choices=LIKES, required=True, help='the source dataset the model was trained on')
-    p.add_argument('--preset', choices=('quick', 'standard', 'paper'), default='paper')
+    p.add_argument('--preset', choices=('quick', 'standard', 'paper'), default='paper', help='the preset whose reports use it')
     p.add_argument('--from', dest='path', required=True, type=Path, help='run folder, checkpoint file, or official folder with latest_{G,D,EMA}.pth')
     p.add_argument('--which', default='latest', help="official checkpoints: latest | best | an iteration (default: latest)")
-    p.add_argument('--data', type=Path, help='the dataset root the reports will get (cat-nb reproduce --data LIKE=DIR); required at paper')
+    p.add_argument('--data', type=Path, help='the dataset root the reports will get (cat-nb reproduce --data LIKE=DIR); required at paper (default: none, SynthScenes below paper)')
     a = p.parse_args(argv)
     if a.preset == 'paper' and a.data is None: p.error('--preset paper needs --data: the real dataset root the reports will read')
     try: out = adopt_source(a.like, a.preset, a.path.expanduser(), a.data and a.data.expanduser(), a.which)
@@ -173,13 +173,13 @@ def ship_source(run, data: str | Path | None = None, other_seed: int = 1, comman
 def ship_source_cli(argv: list[str] | None = None) -> int:
     "`cat-nb ship-source`: evaluate a finished source run and make it the shipped source model of its dataset and preset."
     import argparse, sys
-    p = argparse.ArgumentParser(prog='cat-nb ship-source', description=ship_source.__doc__)
+    p = argparse.ArgumentParser(prog='cat-nb ship-source', description=ship_source.__doc__, formatter_class=HelpFormatter)
     p.add_argument('--run', required=True, type=Path, help='a finished `cat-nb train-source` run folder')
     p.add_argument('--data', type=Path, help='the dataset it was trained on (default: the preset\'s cached SynthScenes set)')
     p.add_argument('--command', action='append', default=[], help='a command that made the data or model, recorded in the manifest (repeatable)')
-    p.add_argument('--other-seed', type=int, default=1, help='seed of the second, freshly synthesised validation set (default 1)')
+    p.add_argument('--other-seed', type=int, default=1, help='seed of the second, freshly synthesised validation set')
     p.add_argument('--folder', type=Path, help='where to write (default: the package\'s pretrained/ folder)')
-    p.add_argument('--device', default='auto')
+    p.add_argument('--device', default='auto', help='cpu, cuda, cuda:N or auto')
     a = p.parse_args(argv)
     try: e = ship_source(a.run, a.data, a.other_seed, a.command, a.folder, device=a.device)
     except (FileNotFoundError, ValueError, RuntimeError) as err: print(f'cat-nb ship-source: {err}', file=sys.stderr); return 1

@@ -456,7 +456,8 @@ def parse_literal(kv: str, what: str = '-p') -> tuple[str, object]:
 def write_summary(out, preset: str, rows: list[dict], wall: float, shared: dict | None = None) -> Path:
     """SUMMARY.md in `out`: a table of the reports (`rows`: name, title, status, seconds, cpu, error, optional params: the non-default
     report parameters), then each report's page and figures. Rows with status 'earlier call...' were finished by an earlier call.
-    `shared`: {seconds, cpu, runs} of the artefacts and runs built for all reports before the first one ran."""
+    `shared`: {seconds, cpu, runs} of the artefacts and runs built for all reports before the first one ran. A failed row with `kept`
+    (its last good outputs, from an earlier call, are still in place) and `failed_nb` (the failed execution) shows both, labelled."""
     out = Path(out)
     earlier = sum(r['status'].startswith('earlier call') for r in rows)
     pre = (f" of which {shared['seconds']:.0f} s (CPU {shared['cpu']:.0f} s) went to building what the reports share before the first "
@@ -471,11 +472,16 @@ def write_summary(out, preset: str, rows: list[dict], wall: float, shared: dict 
     for r in rows:
         files = sorted(p.relative_to(out).as_posix() for p in (out/r['name']).rglob('*') if p.is_file()) if (out/r['name']).is_dir() else []
         ps = ', '.join(f'`{k}={v!r}`' for k, v in (r.get('params') or {}).items()) or 'the plan'
-        L.append(f"| [{r['name']}]({r['name']}.ipynb) | {r['title']} | {r['status']} | {ps} | {r['seconds']:.0f} / {r['cpu']:.0f} | "
-                 + ', '.join(f'[{Path(f).name}]({f})' for f in files) + ' |')
+        st = r['status'] + ('; last good outputs of an earlier call kept' if r.get('kept') else '')
+        nbl = f"[{r['name']}]({r.get('failed_nb', r['name'] + '.ipynb')})" if r['status'] == 'failed' else f"[{r['name']}]({r['name']}.ipynb)"
+        L.append(f"| {nbl} | {r['title']} | {st} | {ps} | {r['seconds']:.0f} / {r['cpu']:.0f} | "
+                 + ('last good: ' if r.get('kept') else '') + ', '.join(f'[{Path(f).name}]({f})' for f in files) + ' |')
     for r in rows:
         L += ['', f"## {r['title']}", '']
-        if r['status'] == 'failed': L.append(f"**Failed**: {r['error']} (see [{r['name']}.ipynb]({r['name']}.ipynb))"); continue
+        if r['status'] == 'failed':
+            L.append(f"**Failed**: {r['error']} (the failed execution: [{r.get('failed_nb', r['name'] + '.ipynb')}]({r.get('failed_nb', r['name'] + '.ipynb')}))")
+            if not r.get('kept'): continue
+            L += ['', f"**The last good outputs, from an earlier call** ([{r['name']}.ipynb]({r['name']}.ipynb)), kept unchanged:", '']
         md, body = out/r['name']/f"{r['name']}.md", ''
         if md.exists():                                              # the report's own page, links made relative to out/
             body = md.read_text().split('\n', 1)[-1].replace('](', f"]({r['name']}/").replace(f"]({r['name']}/http", '](http')

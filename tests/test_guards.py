@@ -89,6 +89,45 @@ def test_reproduce_refuses_params_of_the_real_reports(tmp_path, capsys):
     assert "unknown dataset 'mapillary'" in capsys.readouterr().err and time.time() - t0 < 30 and not (tmp_path/'o').exists()
 
 
+# 4 ---------------------------------------------------------------------------------------------------------------
+def _writing_report(path):
+    "A toy report that writes `<out_dir>/<name>.md` with its parameter, and fails for x >= 5."
+    import nbformat as nbf
+    _toy_report(path)
+    nb = nbf.read(str(path), as_version=4)
+    nb.cells[-1].source = ("import pathlib\nd = pathlib.Path(out_dir); d.mkdir(parents=True, exist_ok=True)\n"
+                           "(d/'partial.txt').write_text('half')\nassert x < 5, f'x={x} is too big'\n"
+                           f"(d/'{path.stem}.md').write_text(f'# Toy\\nvalue {{x}}')")
+    nbf.write(nb, str(path))
+
+
+def test_failed_rerun_keeps_the_last_good_outputs(tmp_path, capsys):
+    "A failed rerun leaves the good executed notebook and tables in place, its own execution apart in _failed/, SUMMARY says failed."
+    from cat_nb.cli import _finished
+    reps, out = tmp_path/'reports', tmp_path/'out'; reps.mkdir()
+    _writing_report(reps/'a.ipynb')
+    go = lambda *p: main(['reproduce', '--reports', str(reps), '--out', str(out), *p])
+    assert go('-p', 'x=2') == 0 and (out/'a'/'a.md').read_text().endswith('value 2')
+    capsys.readouterr()
+    assert go('-p', 'x=7', '--force') == 1
+    assert 'FAILED' in capsys.readouterr().err
+    assert (out/'a'/'a.md').read_text().endswith('value 2') and _finished(out/'a.ipynb', dict(preset='quick', out_dir=str((out/'a').resolve()), x=2))
+    assert (out/'_failed'/'a.ipynb').exists() and (out/'_failed'/'a'/'partial.txt').exists() and not (out/'.last_good').exists()
+    s = (out/'SUMMARY.md').read_text()
+    assert '[a](_failed/a.ipynb) | Toy | failed; last good outputs of an earlier call kept' in s and 'AssertionError: x=7 is too big' in s, s
+    assert 'The last good outputs, from an earlier call' in s and 'value 2' in s, s
+    # a call killed mid-rerun (its outputs half written, the good ones set aside): the next call puts the good ones back
+    (out/'.last_good'/'a').mkdir(parents=True)
+    for p in ('a.ipynb', 'a'): os.replace(out/p, out/'.last_good'/'a'/p)
+    (out/'a').mkdir(); (out/'a'/'crashed.txt').write_text('half'); (out/'a.ipynb').write_text('{')
+    _toy_report(reps/'b.ipynb')
+    assert go('--only', 'b') == 0
+    assert 'its last good outputs are back in place' in capsys.readouterr().err
+    assert (out/'a'/'a.md').read_text().endswith('value 2') and not (out/'a'/'crashed.txt').exists() and not (out/'.last_good').exists()
+    assert '[a](a.ipynb) | Toy | earlier call |' in (out/'SUMMARY.md').read_text()
+    assert go('-p', 'x=3', '--force', '--only', 'a') == 0 and (out/'a'/'a.md').read_text().endswith('value 3')   # success replaces
+
+
 # 5 ---------------------------------------------------------------------------------------------------------------
 def test_check_data_reports_every_bad_file(tmp_path, capsys):
     "Truncated label, size mismatch, colour label map, missing partner: all listed in one run, exit status 1."
@@ -187,8 +226,7 @@ def test_evaluate_without_checkpoint_says_so(tmp_path, capsys):
 
 class _Parser(Exception): pass
 
-# adopt-source and ship-source live in nbs/60_pipeline.ipynb, outside this change
-@pytest.mark.parametrize('name', [n for n in COMMANDS if n not in ('adopt-source', 'ship-source')])
+@pytest.mark.parametrize('name', list(COMMANDS))
 def test_every_flag_has_help_and_shows_its_default(name, monkeypatch):
     import importlib
     def grab(self, *a, **k): raise _Parser(self)

@@ -3,6 +3,7 @@
 resumes, `--extend` trains a finished run on to a larger --iters and records it, and `transfer --ckpt-every`. Each test
 failed before its fix."""
 import hashlib, json
+from pathlib import Path
 
 import pytest
 import torch
@@ -159,3 +160,28 @@ def test_transfer_ckpt_every(sets, tmp_path, capsys):
     h = ' '.join(capsys.readouterr().out.split())
     assert '--ckpt-every CKPT_EVERY checkpoint every N iterations (default: the preset\'s: quick 6, standard 100, paper 2000)' in h, h
     assert '--extend' in h
+
+
+# 11 (issue 18: see what you have) ---------------------------------------------------------------------------------
+def test_runs_lists_and_show_shows(sets, tmp_path, capsys):
+    "`cat-nb runs DIR --json` finds a finished source run and a stopped transfer run with their progress; `cat-nb show` one of them."
+    assert main(_train(sets, tmp_path/'a'/'src', '--iters', '2')) == 0
+    t = tmp_path/'b'/'t'
+    assert main(_transfer(sets, t, '--iters', '3', '--ckpt-every', '1')) == 0
+    (t/'checkpoints'/'step_00000003.pt').unlink()                       # as if killed before its last checkpoint
+    capsys.readouterr()
+    assert main(['runs', str(tmp_path), '--json']) == 0
+    rows = {r['name']: r for r in json.loads(capsys.readouterr().out)}
+    assert {k: rows['src'][k] for k in ('kind', 'data', 'method', 'step', 'iters', 'status')} == \
+        dict(kind='source', data='ade20k', method='oasis', step=2, iters=2, status='finished'), rows['src']
+    assert {k: rows['t'][k] for k in ('kind', 'data', 'step', 'iters', 'status')} == \
+        dict(kind='transfer', data='ade20k->ade20k', step=2, iters=3, status='resumable'), rows['t']
+    assert rows['t']['method'].startswith('transfergan') and 'G' in rows['t']['metrics']
+    assert main(['runs', str(tmp_path), '--kind', 'transfer']) == 0
+    out = capsys.readouterr().out
+    assert '2/3' in out and 'resumable' in out and '/src' not in out, out
+    assert main(['show', str(t), '--json']) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s['config']['train']['iters'] == 3 and [m['event'] for m in s['history'] if 'event' in m] == ['start', 'end']
+    assert s['newest_samples'].endswith('.png') and Path(s['newest_samples']).exists()
+    assert main(['show', str(tmp_path)]) == 2 and 'is not a run folder' in capsys.readouterr().err
