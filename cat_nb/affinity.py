@@ -12,12 +12,12 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from .core import atomic_write, git_revision, to_jsonable
+from .core import atomic_write, git_revision, to_jsonable, moved_names
 
 # %% auto #0
 __all__ = ['source_columns', 'Affinity', 'normalize_counts', 'similarity_to_affinity', 'make_affinity', 'random_affinity',
            'majority_vote', 'soft_average', 'soft_vote', 'gt_from_matrix', 'top1_agreement', 'topk_agreement',
-           'top_table', 'plot_affinity', 'affinity_cli']
+           'top_table', 'plot_affinity']
 
 # %% ../nbs/20_affinity.ipynb #b25d6178
 from .data import LIKES, DONT_CARE_ID, check_like, class_names, class_table, num_ids
@@ -295,114 +295,5 @@ def plot_affinity(aff: Affinity, rows: Sequence[int] | None = None, gt=None, k: 
         if path: fig.savefig(path, dpi=110); plt.close(fig)
     return ax
 
-# %% ../nbs/20_affinity.ipynb #681c1bbe
-def _parse_fid(items: Sequence[str]) -> dict[str, float]:
-    out = {}
-    for it in items or []:
-        k, sep, v = it.partition('=')
-        try: out[k] = float(v)
-        except ValueError: sep = ''
-        if not sep: raise ValueError(f"--fid entries are METHOD=VALUE, got {it!r}")
-    return out
-
-def _load_segmenter(path, source: str, source_data, size: int, device: str):
-    "A source-class segmenter as a logits callable: an OASIS source run (its discriminator), a segmenter checkpoint, else cat_nb's cached one trained on `--source-data`."
-    from cat_nb import segmenter as seg
-    from cat_nb.data import num_ids
-    if path and (Path(path)/'checkpoints').is_dir():   # an OASIS source run: its discriminator's class head (no extra network)
-        from cat_nb.train import load_source
-        from cat_nb.affinity_vision import discriminator_segmenter
-        _, D, mcfg = load_source(path, device=device)
-        if mcfg.semantic_nc != num_ids(source): raise ValueError(f"source run {path} has {mcfg.semantic_nc} label ids but source {source} has {num_ids(source)}")
-        return discriminator_segmenter(D, device)
-    net = seg.load_segmenter(path, device=device) if path else seg.segmenter_for(source_data, source, size, device=device)
-    from cat_nb.data import num_ids
-    if net.num_ids != num_ids(source): raise ValueError(f"segmenter {path} predicts {net.num_ids} classes but source {source} has {num_ids(source)}")
-    def fn(x): return net.predict_logits(x)
-    fn.name = net.description
-    return fn
-
-def affinity_cli(argv: list[str] | None = None) -> int:
-    "`cat-nb affinity`: estimate a class affinity matrix (target × source) and save it as .npy + .json."
-    from cat_nb.cli import HelpFormatter
-    ap = argparse.ArgumentParser(prog='cat-nb affinity', formatter_class=HelpFormatter,
-                                 description='Estimate the CAT class affinity matrix (paper §3.1) between a source and a target dataset.')
-    ap.add_argument('--method', required=True, choices=['segmentation', 'features', 'text', 'combination', 'random'], help='how the affinity is estimated')
-    ap.add_argument('--source', choices=LIKES, help='source label space, the pretrained model\'s (no default; every method but combination)')
-    ap.add_argument('--target', choices=LIKES, help='target label space, the few-shot dataset\'s (no default; every method but combination)')
-    ap.add_argument('--source-data', help='source dataset root (features; segmentation without --segmenter) (no default)')
-    ap.add_argument('--target-data', help='target dataset root (segmentation, features) (no default)')
-    ap.add_argument('--subset', help='few-shot subset file of target image names (cat-nb subset) (default: the whole split)')
-    ap.add_argument('--split', default='train', help='split of the datasets to read (default train)')
-    ap.add_argument('--size', type=int, default=64, help='image size S the images are read at (default 64)')
-    ap.add_argument('--out', required=True, help='output .npy (a .json sidecar is written next to it)')
-    ap.add_argument('--norm', default='softmax', choices=['softmax', 'clip'], help='similarity → row distribution (default softmax)')
-    ap.add_argument('--temperature', type=float, default=0.05, help='softmax temperature (default 0.05)')
-    ap.add_argument('--floor', type=float, default=0.0, help="'clip': similarities below floor get 0 (default 0)")
-    ap.add_argument('--empty', default='uniform', choices=['uniform', 'dontcare'], help='rows of target classes without pixels (default uniform)')
-    ap.add_argument('--text-encoder', default='auto', choices=['auto', 'clip', 'minilm'], help='text method: auto = CLIP if local weights, else MiniLM')
-    ap.add_argument('--text-weights', help='folder of a Hugging Face CLIP model (text method, --text-encoder clip) (default: none, local cache)')
-    ap.add_argument('--names', default='synonyms_prompt', help='text method: name handling strategy (see affinity_text.NAME_STRATEGIES)')
-    ap.add_argument('--backbone', default='auto', help='features method: auto, efficientnet-lite0, dino_vits16, dino_vitb16, ibot_vits16, ibot_vitb16')
-    ap.add_argument('--backbone-weights', help='features method: checkpoint of a DINO/iBOT ViT (default: none)')
-    ap.add_argument('--input-size', type=int, default=128, help='features method: backbone input size (default 128)')
-    ap.add_argument('--layer', help='features method: efficientnet-lite0 layer, block4 (default), block10, block15 or head (the 1280-d last conv)')
-    ap.add_argument('--max-source-images', type=int, default=500, help='features method: source images for the prototypes (default 500)')
-    ap.add_argument('--segmenter', help='segmentation method: an OASIS source run folder (uses its discriminator) or a source segmenter checkpoint (default: cat_nb\'s segmenter trained on --source-data, cached)')
-    ap.add_argument('--inputs', nargs='*', default=[], help='combination: affinity .npy files (methods read from their sidecars)')
-    ap.add_argument('--fid', nargs='*', default=[], help='combination: training-free FID per method, METHOD=VALUE')
-    ap.add_argument('--soft', action='store_true', help='combination: soft vote (mean of the normalised rows) instead of the majority vote')
-    ap.add_argument('--seed', type=int, default=0, help='random method: seed')
-    ap.add_argument('--kind', default='dense', choices=['dense', 'onehot'], help='random method: dense rows or one source class per row')
-    ap.add_argument('--device', default='auto', help='auto (CUDA when present), cpu, cuda or cuda:K')
-    ap.add_argument('--batch-size', type=int, default=32, help='images per forward pass (segmentation, features)')
-    ap.add_argument('--table', action='store_true', help='print the per-target top-3 table')
-    a = ap.parse_args(argv)
-    if a.method != 'combination' and not (a.source and a.target): ap.error(f'--method {a.method} needs --source and --target')
-    out = Path(a.out)
-    if out.suffix != '.npy': ap.error(f'--out must end in .npy, got {out}')
-    def need(*opts):
-        miss = [o for o in opts if not getattr(a, o.lstrip('-').replace('-', '_'))]
-        if miss: ap.error(f"--method {a.method} needs {' '.join(miss)}")
-    def data(root, like, subset=None):
-        from cat_nb.data import SegDataset
-        return SegDataset(root, like, a.split, size=a.size, train=False, subset=subset)
-    t0 = __import__('time').perf_counter()
-    try:
-        if a.method == 'text':
-            from cat_nb.affinity_text import load_text_encoder, text_affinity
-            enc = load_text_encoder(a.text_encoder, a.text_weights, device='cpu')
-            aff = text_affinity(a.target, a.source, enc, how=a.names, norm=a.norm, temperature=a.temperature, floor=a.floor)
-        elif a.method == 'features':
-            need('--source-data', '--target-data')
-            from cat_nb.affinity_vision import feature_affinity, load_backbone
-            bb = load_backbone(a.backbone, a.backbone_weights, input_size=a.input_size, device=a.device, layer=a.layer)
-            aff = feature_affinity(bb, data(a.source_data, a.source), data(a.target_data, a.target, a.subset), a.source, a.target,
-                                   a.batch_size, a.max_source_images, a.norm, a.temperature, a.floor, empty=a.empty, device=a.device)
-        elif a.method == 'segmentation':
-            need('--target-data')
-            if not (a.segmenter or a.source_data): ap.error('--method segmentation needs --segmenter CKPT or --source-data DIR (to train/reuse cat_nb\'s segmenter)')
-            from cat_nb.affinity_vision import segmentation_affinity
-            seg = _load_segmenter(a.segmenter, a.source, a.source_data, a.size, a.device)
-            aff = segmentation_affinity(seg, data(a.target_data, a.target, a.subset), a.target, a.source, a.batch_size, a.device,
-                                        empty=a.empty, segmenter_name=seg.name)
-        elif a.method == 'random':
-            aff = random_affinity(a.target, a.source, seed=a.seed, kind=a.kind)
-        else:
-            if len(a.inputs) < 2: ap.error('--method combination needs at least two --inputs')
-            affs = {}
-            for p in a.inputs:
-                x = Affinity.load(p); k = x.meta.get('method', Path(p).stem)
-                if k in affs: k = Path(p).stem
-                affs[k] = x
-            aff = soft_vote(affs) if a.soft else majority_vote(affs, _parse_fid(a.fid))
-    except (ValueError, FileNotFoundError, ImportError) as e:
-        print(f'cat-nb affinity: error: {e}', file=sys.stderr); return 2
-    aff.meta['argv'] = list(argv) if argv is not None else sys.argv[1:]
-    aff.save(out)
-    used = aff.meta.get('text_encoder') or aff.meta.get('backbone') or aff.meta.get('segmenter') or ''
-    print(f"{aff}{'  using ' + used if used else ''}; {__import__('time').perf_counter() - t0:.1f} s -> {out} (+ {out.with_suffix('.json').name})")
-    if a.table:
-        import pandas as pd
-        with pd.option_context('display.max_rows', None, 'display.width', 200): print(top_table(aff, 3, rows=[r for r in range(aff.shape[0]) if aff.evidence[r]]))
-    return 0
+# %% ../nbs/20_affinity.ipynb #1af00b94
+__getattr__ = moved_names('cat_nb.affinity', dict.fromkeys(('affinity_cli', '_load_segmenter', '_parse_fid'), 'cat_nb.affinity_cli'))

@@ -15,7 +15,7 @@ import torch
 # %% auto #0
 __all__ = ['PROVENANCE', 'cat_home', 'torch_home', 'paths', 'get_device', 'device_summary', 'seed_everything', 'umask_mode',
            'atomic_open', 'atomic_write', 'atomic_save', 'to_jsonable', 'config_hash', 'git_revision', 'config_diff',
-           'inputs_diff', 'clean_stale_tmp', 'RunDir', 'HelpFormatter']
+           'inputs_diff', 'clean_stale_tmp', 'RunDir', 'HelpFormatter', 'moved_names']
 
 # %% ../nbs/00_core.ipynb #4034b9bd
 def cat_home() -> Path:
@@ -305,3 +305,14 @@ class HelpFormatter(argparse.HelpFormatter):
         if (action.required or not action.option_strings or action.default in (None, argparse.SUPPRESS) or 'default' in h.lower()
             or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))): return h
         return h + ' (default: %(default)s)'
+
+# %% ../nbs/00_core.ipynb #872efe86
+def moved_names(old: str, moved: dict[str, str]):
+    """A module `__getattr__` for module `old`: each name in `moved` ({name: new module}) is fetched from its new module with a
+    DeprecationWarning naming the new path; other names raise AttributeError as usual."""
+    import importlib, warnings
+    def __getattr__(name: str):
+        if name not in moved: raise AttributeError(f"module {old!r} has no attribute {name!r}")
+        warnings.warn(f"{old}.{name} moved to {moved[name]}.{name}; the old path goes away in the next release", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(moved[name]), name)
+    return __getattr__

@@ -327,7 +327,7 @@ def preflight(root, like: str, split: str = 'train', subset=None, show: int = 20
 # %% ../nbs/10_data.ipynb #10037f16
 def check_data_cli(argv: list[str] | None = None) -> int:
     "`cat-nb check-data`: pre-flight scan of a dataset; every bad file on its own line, exit status 1 when there is any."
-    from cat_nb.cli import HelpFormatter
+    from cat_nb.core import HelpFormatter
     ap = argparse.ArgumentParser(prog='cat-nb check-data', formatter_class=HelpFormatter,
                                  description='Pre-flight scan of a dataset in its official layout: pairs every image with its label map and reads every '
                                  'file header (size, mode, end marker) without decoding, then lists every bad file at once. train-source and '

@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .core import atomic_save, atomic_write, config_hash, get_device, paths, seed_everything, to_jsonable
+from .core import moved_names, atomic_save, atomic_write, config_hash, get_device, paths, seed_everything, to_jsonable
 from .weights import require, read_manifest
 
 # %% auto #0
@@ -23,8 +23,7 @@ __all__ = ['FID_PROTOCOL', 'INCEPTION_IMPLS', 'METRICS', 'to_uint8', 'tf1_resize
            'feature_difference', 'inception', 'cpu_parallel', 'inception_impl', 'inception_features',
            'fid_from_features', 'fid_torch_fidelity', 'kid_torch_fidelity', 'kid_from_features', 'reference_features',
            'msssim_scales', 'msssim', 'lpips_net', 'lpips_distance', 'pairwise_diversity', 'eval_ids',
-           'ConfusionMatrix', 'segment', 'miou', 'oasis_generate_fn', 'evaluate', 'run_kind', 'recorded_data_root',
-           'load_run_generator', 'evaluate_cli']
+           'ConfusionMatrix', 'segment', 'miou', 'oasis_generate_fn', 'evaluate']
 
 # %% ../nbs/41_metrics.ipynb #6e5bfa0c
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -395,82 +394,5 @@ def evaluate(gen: Callable, val_ds, metrics=METRICS, segmenter=None, seed: int =
     res['seconds'] = round(time.time() - t0, 1)
     return res
 
-# %% ../nbs/41_metrics.ipynb #55bb07bc
-def run_kind(run) -> str:
-    "'transfer' or 'source' for a run folder (from its config.json), 'checkpoint' for a checkpoint file."
-    p = Path(run)
-    if p.is_file(): return 'checkpoint'
-    cfg = p/'config.json'
-    if not cfg.exists(): raise FileNotFoundError(f'{p}: not a run folder (no config.json)')
-    c = json.loads(cfg.read_text())
-    return 'transfer' if 'method' in c and 'train' in c else 'source'
-
-def recorded_data_root(run) -> str | None:
-    "The dataset root a run folder recorded (`target_data` of a transfer run's `cat_nb.transfer.read_run_info`), or None."
-    from cat_nb.transfer import read_run_info
-    try: return read_run_info(run).get('target_data') or None
-    except (OSError, json.JSONDecodeError, AttributeError): return None
-
-def load_run_generator(run, device: str = 'auto', which: str = 'EMA') -> tuple[nn.Module, object, dict]:
-    "(generator in eval mode, its OASISConfig, info) of a source or transfer run folder (or a source checkpoint file)."
-    kind = run_kind(run)
-    if kind == 'transfer':
-        from cat_nb.transfer import load_transfer
-        G, tc = load_transfer(run, device, which)
-        return G, tc.train.model, dict(kind=kind, method=tc.method, source_like=tc.source_model.get('like'), training_free=tc.training_free)
-    from cat_nb.train import load_source
-    G, _, mc = load_source(run, device, which=which)
-    return G, mc, dict(kind=kind)
-
-def evaluate_cli(argv: list[str] | None = None) -> int:
-    "`cat-nb evaluate`: FID, KID, mIoU, LPIPS and MS-SSIM diversity of a source or transfer run, written as JSON."
-    from cat_nb.cli import HelpFormatter
-    ap = argparse.ArgumentParser(prog='cat-nb evaluate', formatter_class=HelpFormatter,
-                                 description='Evaluate the generator of a source or transfer run under the fixed protocol of cat_nb.metrics.')
-    ap.add_argument('--run', required=True, help='run folder of `cat-nb train-source` or `cat-nb transfer` (config.json + checkpoints/), '
-                    'an official OASIS checkpoint folder, or a source checkpoint file')
-    ap.add_argument('--data', default=None, help="dataset root of the run's (target) dataset, whose val split is used; default: the root the run recorded")
-    ap.add_argument('--metrics', default='fid,kid,miou,lpips,msssim', help='comma-separated subset of ' + ','.join(METRICS))
-    ap.add_argument('--segmenter', default=None, help='evaluation segmenter: a .pt saved by cat_nb.segmenter (default: the cached cat_nb one)')
-    ap.add_argument('--seg-preset', default='standard', choices=['quick', 'standard', 'paper'], help='preset of the cat_nb segmenter (default standard)')
-    ap.add_argument('--which', default='EMA', choices=['EMA', 'G'], help='generator weights to evaluate')
-    ap.add_argument('--seed', type=int, default=0, help='seed of the generator noise')
-    ap.add_argument('--n-div', type=int, default=20, help='samples per label map for LPIPS/MS-SSIM diversity')
-    ap.add_argument('--div-maps', type=int, default=50, help='label maps for LPIPS/MS-SSIM diversity')
-    ap.add_argument('--device', default='auto', help='auto (CUDA when present), cpu, cuda or cuda:K')
-    ap.add_argument('--out', default=None, help='JSON path (default RUN/evaluate_<metrics>.json)')
-    ap.add_argument('--no-progress', action='store_true', help='no progress bars')
-    a = ap.parse_args(argv)
-    ms = tuple(m.strip().lower() for m in a.metrics.split(',') if m.strip())
-    bad = set(ms) - set(METRICS)
-    if bad: ap.error(f'unknown metrics {sorted(bad)}; choose from {",".join(METRICS)}')
-    if not ms: ap.error('no metrics given')
-    run = Path(a.run)
-    if not run.exists(): ap.error(f'--run {run}: no such run folder or checkpoint')
-    if run.is_dir() and not list(run.glob('*_G.pth')) and not list(run.glob('checkpoints/step_*.pt')):
-        ap.error(f"--run {run} holds no checkpoint ({'the run has not saved one yet' if (run/'config.json').exists() else 'not a run folder'}); "
-                 "train it with `cat-nb train-source` or `cat-nb transfer`, or give a checkpoint file")
-    data = a.data or (recorded_data_root(run) if run.is_dir() else None)
-    if data is None:
-        ap.error(f'--data is required: {run} does not record its dataset root (only transfer runs written by `cat-nb transfer` do, in run.json)')
-    if not Path(data).is_dir():
-        ap.error(f"dataset root {data} ({'--data' if a.data else 'recorded in ' + str(run/'run.json')}) does not exist; pass --data ROOT")
-    from cat_nb.data import SegDataset
-    try:
-        G, mc, info = load_run_generator(run, a.device, a.which)
-        size = mc.image_hw[0]
-        val = SegDataset(data, mc.like, 'val', size=size, train=False)
-        seg = None
-        if 'miou' in ms:
-            from cat_nb.segmenter import load_segmenter, segmenter_for
-            seg = load_segmenter(a.segmenter, device=a.device) if a.segmenter else \
-                  segmenter_for(data, mc.like, size, preset=a.seg_preset, device=a.device, progress=not a.no_progress)
-        res = evaluate(oasis_generate_fn(G, a.device), val, ms, seg, a.seed, n_div=a.n_div, div_maps=a.div_maps, device=a.device, progress=not a.no_progress)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f'cat-nb evaluate: error: {e}', file=sys.stderr); return 1
-    res |= info | dict(run=str(run.resolve()), data=str(Path(data).resolve()), like=mc.like, size=size, which=a.which, metrics_requested=list(ms))
-    out = Path(a.out) if a.out else run/f"evaluate_{'-'.join(ms)}.json" if run.is_dir() else run.with_suffix(f".evaluate_{'-'.join(ms)}.json")
-    atomic_write(out, json.dumps(to_jsonable(res), indent=2) + '\n')
-    print(json.dumps({k: v for k, v in res.items() if not k.startswith('per_class') and k != 'protocol'}, indent=1))
-    print(f'wrote {out}')
-    return 0
+# %% ../nbs/41_metrics.ipynb #f4983561
+__getattr__ = moved_names('cat_nb.metrics', dict.fromkeys(('run_kind', 'recorded_data_root', 'load_run_generator', 'evaluate_cli'), 'cat_nb.evaluation'))

@@ -378,7 +378,7 @@ def load_oasis_state(net: nn.Module, state: dict | str | Path, what: str = '') -
 # %% ../nbs/30_oasis.ipynb #6153ebc2
 def model_info_cli(argv: list[str] | None = None) -> int:
     "`cat-nb model-info`: parameter counts of OASIS G and D, and optionally their state_dict listing."
-    from cat_nb.cli import HelpFormatter
+    from cat_nb.core import HelpFormatter
     p = argparse.ArgumentParser(prog='cat-nb model-info', description='Parameter counts and state_dict layout of OASIS G and D.', formatter_class=HelpFormatter)
     p.add_argument('--like', choices=LIKES, default='ade20k', help='dataset (label set and image shape)')
     p.add_argument('--preset', choices=PRESETS, default='paper', help='model size')

@@ -16,7 +16,8 @@ from tqdm.auto import tqdm
 from .core import RunDir, get_device, seed_everything, device_summary
 from .piti import PITIConfig, piti_config, build_piti, load_piti_state, resize_label, n_params, PARAM_GROUPS
 from .diffusion import diffusion_for, sample, quantize_uint8
-from .train import dist_setup, allreduce_grads, LossLog, SeededItems, StepBatches, save_png, _mix, _barrier, _colorize
+from .loop import dist_setup, allreduce_grads, LossLog, SeededItems, StepBatches, save_png, _mix, _barrier, fit
+from .train import _colorize
 
 # %% auto #0
 __all__ = ['PITITrainConfig', 'piti_train_config', 'PITIItems', 'piti_items', 'PITITrainer', 'piti_grid', 'train_piti']
@@ -222,21 +223,6 @@ def train_piti(cfg: PITITrainConfig, data_root, out_dir, device='auto', progress
         run.log(step=start, event='start' if start == 0 else 'resume', world=world, device=device_summary(tr.device), n_train=len(ds),
                 samples_from=fixed_src, params=n_params(tr.model), trainable=sum(p.numel() for p in tr.params), groups=groups)
     m = cfg.model
-    bar = tqdm(total=cfg.iters, initial=start, desc=f'PITI {m.kind} {cfg.like}/{m.preset}', disable=not progress or rank != 0,
-               dynamic_ncols=True, smoothing=0.1)
-    log = LossLog(start)
-    for s, batch in zip(range(start, cfg.iters), loader):
-        if _crash_at is not None and s == _crash_at: raise KeyboardInterrupt(f'simulated crash before step {s}')
-        log.add(tr.step(batch, s))
-        done = s + 1; bar.update(1)
-        if done % cfg.log_every == 0 or done == cfg.iters:
-            rec = log.record(done); bar.set_postfix({k: f'{v:.3g}' for k, v in rec.items() if k != 'it_per_s'})
-            if rank == 0: run.log(step=done, **rec)
-        if rank == 0 and (done % cfg.sample_every == 0 or done == cfg.iters):
-            save_png(piti_grid(tr.EMA, fixed_img, fixed_lab, cfg), run.path/'samples'/f'step_{done:08d}.png')
-        if done % cfg.ckpt_every == 0 or done == cfg.iters:
-            tr.check_finite()
-            if rank == 0: run.save_checkpoint(tr.state(), done, keep=cfg.keep_ckpts)
-            _barrier(world)
-    bar.close()
+    fit(tr, loader, run, cfg, start, ds=ds, desc=f'PITI {m.kind} {cfg.like}/{m.preset}', progress=progress, rank=rank, world=world,
+        sample=lambda: piti_grid(tr.EMA, fixed_img, fixed_lab, cfg), _crash_at=_crash_at)
     return tr

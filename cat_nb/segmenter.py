@@ -226,7 +226,7 @@ def paper_segmenter(name: str, model, in_hw: tuple[int, int] | None = None) -> E
 # %% ../nbs/42_segmenter.ipynb #44f9e615
 def segmenter_cli(argv: list[str] | None = None) -> int:
     "`cat-nb segmenter`: train (or load from cache) the evaluation segmenter of a dataset and print its validation mIoU."
-    from cat_nb.cli import HelpFormatter
+    from cat_nb.core import HelpFormatter
     ap = argparse.ArgumentParser(prog='cat-nb segmenter', description='Train and cache the cat_nb evaluation segmenter of a dataset; report its validation mIoU.',
                                  formatter_class=HelpFormatter)
     per = lambda k: "default: the preset's: " + ', '.join(f'{p} {c[k]}' for p, c in SEG_PRESETS.items())

@@ -57,7 +57,7 @@ def sample_subset(data, like: str, n: int, seed: int = 0, split: str = 'train', 
 
 def subset_cli(argv: list[str]) -> int:
     "`cat-nb subset`: write the paper's few-shot subset of a dataset to a file."
-    from cat_nb.cli import HelpFormatter
+    from cat_nb.core import HelpFormatter
     ap = argparse.ArgumentParser(prog='cat-nb subset', description="Greedy few-shot subset (the paper's KL-to-uniform sampler).", formatter_class=HelpFormatter)
     ap.add_argument('--data', required=True, help='dataset root in its official layout (real or SynthScenes)')
     ap.add_argument('--like', required=True, choices=LIKES, help='layout and label set of the dataset')

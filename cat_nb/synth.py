@@ -579,7 +579,7 @@ def _write_synth(out: Path, like, n_train, n_val, size, seed, progress) -> None:
 # %% ../nbs/12_synth.ipynb #f3d64a26
 def synth_cli(argv: list[str]) -> int:
     "`cat-nb synth`: write a SynthScenes dataset in a real dataset's layout."
-    from cat_nb.cli import HelpFormatter
+    from cat_nb.core import HelpFormatter
     ap = argparse.ArgumentParser(prog='cat-nb synth', formatter_class=HelpFormatter,
                                  description='Write SynthScenes, the embedded benchmark, in the layout and id convention of a real dataset. '
                                  'The set is built beside OUT and swapped in whole: OUT never mixes two sets.')

@@ -16,12 +16,12 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .core import RunDir, atomic_write, atomic_save, to_jsonable, get_device, seed_everything, device_summary
+from .loop import dist_setup, allreduce_grads, _barrier, ema_update, LossLog, _mix, SeededItems, StepBatches, save_png, fit
 from .oasis import (OASISConfig, oasis_config, build_oasis, init_weights, one_hot, load_oasis_state, n_params, LIKES, PRESETS)
 from .losses import adv_loss, d_loss, labelmix_bits, VGGLoss
 
 # %% auto #0
-__all__ = ['TrainConfig', 'train_config', 'dist_setup', 'allreduce_grads', 'ema_update', 'LossLog', 'SeededItems', 'StepBatches',
-           'OASISTrainer', 'sample_grid', 'save_png', 'train_source', 'official_checkpoint', 'read_checkpoint',
+__all__ = ['TrainConfig', 'train_config', 'OASISTrainer', 'sample_grid', 'train_source', 'official_checkpoint', 'read_checkpoint',
            'read_source_checkpoint', 'load_source', 'snapshots', 'load_snapshot', 'source_fingerprint', 'interrupted',
            'train_source_cli']
 
@@ -71,84 +71,6 @@ def train_config(like: str = 'ade20k', preset: str = 'quick', model: dict | None
     if preset == 'paper': kw.update(_PAPER_PER_DATASET.get(like, {}))
     kw.update(overrides)
     return TrainConfig(model=oasis_config(like, preset, **(model or {})), **kw)
-
-# %% ../nbs/32_train.ipynb #5cf12461
-def dist_setup() -> tuple[int, int]:
-    "(rank, world) — joins the torchrun process group when `WORLD_SIZE` > 1."
-    import torch.distributed as dist
-    world = int(os.environ.get('WORLD_SIZE', 1))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group('nccl' if torch.cuda.is_available() else 'gloo')
-    if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-def allreduce_grads(params, world: int) -> None:
-    "Average the gradients of `params` over all processes (one flat buffer)."
-    if world == 1: return
-    import torch.distributed as dist
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads: return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat); flat /= world
-    o = 0
-    for g in grads: n = g.numel(); g.copy_(flat[o:o + n].view_as(g)); o += n
-
-def _barrier(world):
-    if world > 1:
-        import torch.distributed as dist; dist.barrier()
-
-# %% ../nbs/32_train.ipynb #d5dbf040
-@torch.no_grad()
-def ema_update(ema: nn.Module, net: nn.Module, decay: float) -> None:
-    "EMA ← decay·EMA + (1-decay)·net on every floating state_dict entry (buffers too); integer buffers are copied."
-    e_sd, n_sd = ema.state_dict(), net.state_dict()
-    fe, fn = [], []
-    for k, v in e_sd.items():
-        if v.is_floating_point(): fe.append(v); fn.append(n_sd[k])
-        else: v.copy_(n_sd[k])
-    torch._foreach_mul_(fe, decay); torch._foreach_add_(fe, fn, alpha=1 - decay)
-
-class LossLog:
-    "Mean losses (each key over the steps that reported it) and iterations/s since the last record: a loop's `log_every` line."
-    def __init__(self, start: int): self.t, self.n, self.losses = time.perf_counter(), start, []
-    def add(self, l: dict) -> dict: self.losses.append(l); return l
-    def record(self, done: int) -> dict:
-        now = time.perf_counter(); ips = (done - self.n) / max(now - self.t, 1e-9); self.t, self.n = now, done
-        mean = {k: float(np.mean([l[k] for l in self.losses if k in l])) for k in dict.fromkeys(k for l in self.losses for k in l)}
-        self.losses = []
-        return dict(mean, it_per_s=round(ips, 4))
-
-# %% ../nbs/32_train.ipynb #618db4cc
-def _mix(*xs) -> int:
-    "A 63-bit seed from integers (splitmix-style)."
-    h = 0x9E3779B97F4A7C15
-    for x in xs: h = ((h ^ (int(x) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 + 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-    return h >> 1
-
-class SeededItems(torch.utils.data.Dataset):
-    "Wrap a dataset so item `(i, s)` is loaded with all RNGs seeded by `s` (reproducible augmentation)."
-    def __init__(self, ds): self.ds = ds
-    def __len__(self): return len(self.ds)
-    def __getitem__(self, i_s):
-        i, s = i_s
-        random.seed(s); np.random.seed(s % 2**32); torch.manual_seed(s)
-        item = self.ds[i]
-        return {'image': item['image'], 'label': item['label']}
-
-class StepBatches(torch.utils.data.Sampler):
-    "Batches of `(index, seed)` for steps start..end-1 of this process: its slice of each global batch."
-    def __init__(self, n: int, global_batch: int, rank: int, world: int, seed: int, start: int, end: int):
-        if n < global_batch: raise ValueError(f"the dataset has {n} items, fewer than one global batch of {global_batch}")
-        self.n, self.gb, self.rank, self.world, self.seed, self.start, self.end = n, global_batch, rank, world, seed, start, end
-        self.per_epoch, self.b = n // global_batch, global_batch // world
-    def __len__(self): return max(0, self.end - self.start)
-    def __iter__(self):
-        perm, ep = None, None
-        for s in range(self.start, self.end):
-            e, j = divmod(s, self.per_epoch)
-            if e != ep: ep, perm = e, torch.randperm(self.n, generator=torch.Generator().manual_seed(_mix(self.seed, e)))
-            lo = j * self.gb + self.rank * self.b
-            yield [(int(perm[k]), _mix(self.seed, e, k)) for k in range(lo, lo + self.b)]
 
 # %% ../nbs/32_train.ipynb #e4bd0892
 class OASISTrainer:
@@ -276,13 +198,6 @@ def sample_grid(G, images: torch.Tensor, labels: torch.Tensor, like: str, z: tor
     rows = [_colorize(labels, like), (images.cpu() + 1) / 2, (fake + 1) / 2]
     return torch.cat([torch.cat(list(r.clamp(0, 1)), 2) for r in rows], 1)
 
-def save_png(img: torch.Tensor, path) -> Path:
-    "Save a (3,H,W) [0,1] tensor as PNG, atomically."
-    from PIL import Image
-    buf = io.BytesIO()
-    Image.fromarray((img.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(buf, format='PNG')
-    return atomic_write(path, buf.getvalue())
-
 # %% ../nbs/32_train.ipynb #cf5ae10f
 def _open_dataset(data, cfg: TrainConfig):
     if isinstance(data, (str, Path)):
@@ -320,29 +235,9 @@ def train_source(data, cfg: TrainConfig, out, device='auto', progress: bool = Tr
     if rank == 0:
         run.log(step=start, event='start' if start == 0 else 'resume', world=world, device=device_summary(tr.device),
                 n_train=len(ds), G_params=n_params(tr.G), D_params=n_params(tr.D))
-    bar = tqdm(total=cfg.iters, initial=start, desc=f'OASIS {cfg.model.like}/{cfg.model.preset}', disable=not progress or rank != 0,
-               dynamic_ncols=True, smoothing=0.1)
-    log = LossLog(start)
-    for s, batch in zip(range(start, cfg.iters), loader):
-        if _crash_at is not None and s == _crash_at: raise KeyboardInterrupt(f'simulated crash before step {s}')
-        log.add(tr.step(batch, s))
-        done = s + 1; bar.update(1)
-        if done % cfg.log_every == 0 or done == cfg.iters:
-            rec = log.record(done); bar.set_postfix({k: f'{v:.3g}' for k, v in rec.items() if k != 'it_per_s'})
-            if rank == 0: run.log(step=done, **rec)
-        do_sample, do_ckpt = done % cfg.sample_every == 0 or done == cfg.iters, done % cfg.ckpt_every == 0 or done == cfg.iters
-        do_snap = cfg.snapshot_every > 0 and (done % cfg.snapshot_every == 0 or done == cfg.iters)
-        if do_sample or do_ckpt or do_snap:
-            tr.refresh_ema_stats(ds, s)
-            if rank == 0 and do_snap:
-                atomic_save(dict(step=done, model=to_jsonable(cfg.model), EMA=tr.EMA.state_dict()), run.path/'snapshots'/f'ema_step_{done:08d}.pt')
-            if rank == 0 and do_sample:
-                save_png(sample_grid(tr.EMA, fixed_img, fixed_lab, cfg.model.like, fixed_z), run.path/'samples'/f'step_{done:08d}.png')
-            if do_ckpt:
-                tr.check_finite()
-                if rank == 0: run.save_checkpoint(tr.state(), done, keep=cfg.keep_ckpts)
-                _barrier(world)
-    bar.close()
+    snap = lambda done: atomic_save(dict(step=done, model=to_jsonable(cfg.model), EMA=tr.EMA.state_dict()), run.path/'snapshots'/f'ema_step_{done:08d}.pt')
+    fit(tr, loader, run, cfg, start, ds=ds, desc=f'OASIS {cfg.model.like}/{cfg.model.preset}', progress=progress, rank=rank, world=world,
+        sample=lambda: sample_grid(tr.EMA, fixed_img, fixed_lab, cfg.model.like, fixed_z), snapshot=snap, _crash_at=_crash_at)
     return tr
 
 # %% ../nbs/32_train.ipynb #61a9a913
@@ -441,7 +336,7 @@ def interrupted(cmd: str, args: list[str], out: Path) -> int:
 
 def train_source_cli(argv: list[str] | None = None) -> int:
     "`cat-nb train-source`: train or resume an OASIS source model (use torchrun for several processes)."
-    from cat_nb.cli import HelpFormatter
+    from cat_nb.core import HelpFormatter
     from cat_nb.data import preflight
     p = argparse.ArgumentParser(prog='cat-nb train-source', formatter_class=HelpFormatter, description='Train (or resume) an OASIS source model. '
                                 'Run the same command again to resume; launch with torchrun --nproc_per_node=K for DDP.')

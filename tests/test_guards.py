@@ -214,7 +214,7 @@ def test_no_command_is_a_usage_error(capsys):
 
 # 9 ---------------------------------------------------------------------------------------------------------------
 def test_evaluate_without_checkpoint_says_so(tmp_path, capsys):
-    from cat_nb.metrics import evaluate_cli
+    from cat_nb.evaluation import evaluate_cli
     (tmp_path/'run').mkdir(); (tmp_path/'run'/'config.json').write_text('{"model": {}}')
     with pytest.raises(SystemExit): evaluate_cli(['--run', str(tmp_path/'run'), '--metrics', 'fid'])
     err = capsys.readouterr().err

@@ -3,6 +3,7 @@ import json, math, shutil, time
 import pytest, torch
 
 from cat_nb import metrics as M
+from cat_nb import evaluation as E
 from cat_nb.weights import real_photos
 
 
@@ -85,13 +86,13 @@ def test_evaluate_cli_end_to_end(synth_city, tmp_path, monkeypatch):
     from cat_nb.train import train_config, train_source
     cfg = train_config('cityscapes', 'quick', iters=2, ckpt_every=2, sample_every=2)
     train_source(synth_city, cfg, tmp_path/'run', device='cpu', progress=False)
-    assert M.evaluate_cli(['--run', str(tmp_path/'run'), '--data', str(synth_city), '--metrics', 'fid,kid,miou,lpips,msssim',
+    assert E.evaluate_cli(['--run', str(tmp_path/'run'), '--data', str(synth_city), '--metrics', 'fid,kid,miou,lpips,msssim',
                            '--seg-preset', 'quick', '--n-div', '3', '--div-maps', '2', '--device', 'cpu', '--no-progress']) == 0
     r = json.loads((tmp_path/'run'/'evaluate_fid-kid-miou-lpips-msssim.json').read_text())
     for k in ('fid', 'kid', 'miou', 'miou_real', 'lpips', 'msssim', 'per_class_iou', 'protocol'): assert k in r, k
     assert r['fid'] > 0 and 0 <= r['miou'] <= 1 and 0 <= r['miou_real'] <= 1 and r['n_val'] == 6 and r['kind'] == 'source'
-    with pytest.raises(SystemExit): M.evaluate_cli(['--run', str(tmp_path/'run'), '--data', str(synth_city), '--metrics', 'fid,isc'])
-    with pytest.raises(SystemExit): M.evaluate_cli(['--run', str(tmp_path/'run'), '--metrics', 'fid'])      # source runs record no data root
+    with pytest.raises(SystemExit): E.evaluate_cli(['--run', str(tmp_path/'run'), '--data', str(synth_city), '--metrics', 'fid,isc'])
+    with pytest.raises(SystemExit): E.evaluate_cli(['--run', str(tmp_path/'run'), '--metrics', 'fid'])      # source runs record no data root
 
 
 @pytest.fixture(scope='module')
@@ -113,9 +114,9 @@ def test_evaluate_cli_transfer_run(transfer_run, tmp_path, monkeypatch, capsys):
     "`cat-nb evaluate` on a transfer run folder: the CAT generator (target ids) with FID, KID and mIoU of a quick segmenter."
     monkeypatch.setenv('CAT_NB_HOME', str(tmp_path))
     d = transfer_run
-    assert M.run_kind(d/'cat') == 'transfer' and M.run_kind(d/'src') == 'source'
+    assert E.run_kind(d/'cat') == 'transfer' and E.run_kind(d/'src') == 'source'
     out = tmp_path/'e.json'
-    assert M.evaluate_cli(['--run', str(d/'cat'), '--data', str(d/'cs'), '--metrics', 'fid,kid,miou', '--seg-preset', 'quick',
+    assert E.evaluate_cli(['--run', str(d/'cat'), '--data', str(d/'cs'), '--metrics', 'fid,kid,miou', '--seg-preset', 'quick',
                            '--device', 'cpu', '--out', str(out), '--no-progress']) == 0
     r = json.loads(out.read_text())
     assert (r['kind'], r['method'], r['like'], r['n_val'], r['source_like']) == ('transfer', 'cat', 'cityscapes', 6, 'ade20k')
@@ -129,13 +130,13 @@ def test_evaluate_cli_transfer_run(transfer_run, tmp_path, monkeypatch, capsys):
     again = M.evaluate(M.oasis_generate_fn(G, 'cpu'), val, ('fid',), device='cpu', progress=False)
     assert math.isclose(again['fid'], r['fid'], rel_tol=1e-6)
     # without --data: the target root the transfer run recorded (run.json) ...
-    assert M.recorded_data_root(d/'cat') == str((d/'cs').resolve())
-    assert M.evaluate_cli(['--run', str(d/'cat'), '--metrics', 'fid', '--device', 'cpu', '--no-progress']) == 0
+    assert E.recorded_data_root(d/'cat') == str((d/'cs').resolve())
+    assert E.evaluate_cli(['--run', str(d/'cat'), '--metrics', 'fid', '--device', 'cpu', '--no-progress']) == 0
     r2 = json.loads((d/'cat'/'evaluate_fid.json').read_text())
     assert r2['data'] == str((d/'cs').resolve()) and math.isclose(r2['fid'], r['fid'], rel_tol=1e-6)
     # ... and a clear error when the run records none
     shutil.copytree(d/'cat', tmp_path/'norecord'); (tmp_path/'norecord'/'run.json').unlink()
-    with pytest.raises(SystemExit): M.evaluate_cli(['--run', str(tmp_path/'norecord'), '--metrics', 'fid'])
+    with pytest.raises(SystemExit): E.evaluate_cli(['--run', str(tmp_path/'norecord'), '--metrics', 'fid'])
     assert '--data is required' in capsys.readouterr().err
 
 

@@ -205,7 +205,7 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path, synth):
     assert sa.keys() == sb.keys() and len(sa) > 500
     assert [k for k in sa if not torch.equal(sa[k], sb[k])] == []
     run = RunDir(tmp_path/'b')
-    assert [r['event'] for r in run.metrics() if 'event' in r] == ['start', 'resume'] and run.metrics()[-1]['step'] == 6
+    assert [r['event'] for r in run.metrics() if 'event' in r] == ['start', 'interrupted', 'resume', 'end'] and run.metrics()[-1]['step'] == 6
     assert PITITrainConfig(**run.config) == cfg
     assert sorted(p.name for p in (tmp_path/'b'/'samples').glob('*.png')) == ['step_00000003.png', 'step_00000006.png']
     with pytest.raises(ValueError, match='another config'): train_piti(piti_train_config('ade20k', 'quick'), synth, tmp_path/'b', progress=False)

@@ -125,7 +125,7 @@ def test_train_source_extend(sets, tmp_path, capsys):
     ext = run.provenance()['extended']
     assert [(x['from'], x['to'], x['step']) for x in ext] == [(2, 4, 2)] and 'commit' in ext[0] and 'time' in ext[0]
     events = [(m['step'], m['event']) for m in run.metrics() if 'event' in m]
-    assert events == [(0, 'start'), (2, 'extended'), (2, 'resume')], events
+    assert events == [(0, 'start'), (2, 'end'), (2, 'extended'), (2, 'resume'), (4, 'end')], events
     assert max(m['step'] for m in run.metrics() if 'G' in m) == 4
     assert main(_train(sets, out, '--iters', '4', '--extend')) == 0        # the same command again: nothing more to do
     assert len(RunDir(out).provenance()['extended']) == 1
