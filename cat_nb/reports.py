@@ -20,8 +20,8 @@ __all__ = ['SHORT', 'DIRECTIONS', 'TABLE2_METHODS', 'METHOD_LABELS', 'AFFINITY_L
            'specs_table2', 'specs_table3', 'specs_table4', 'specs_figure3', 'specs_figure4', 'unique_specs',
            'report_work', 'estimate_plan', 'aggregate', 'fmt', 'paper_table', 'compare', 'rank_agreement', 'data_label',
            'comparison_markdown', 'save_runs', 'save_markdown', 'table_report', 'bar_comparison', 'sample_grid_figure',
-           'sweep_figure', 'ground_truth', 'notebook_sha', 'mark_finished', 'notebook_title', 'parse_literal',
-           'write_summary']
+           'sweep_figure', 'ground_truth', 'init_agreement', 'plot_agreement', 'notebook_sha', 'mark_finished',
+           'notebook_title', 'parse_literal', 'write_summary']
 
 # %% ../nbs/61_reports.ipynb #f6c4c540
 SHORT = dict(ade20k='ADE', cocostuff='COCO', cityscapes='Cityscapes')
@@ -424,6 +424,35 @@ def ground_truth(source: str, target: str, preset: str, roots: dict | None = Non
         return gt_from_matrix(ground_truth_correspondence(rs, rt)), 'SynthScenes ground truth (concepts.json)'
     from cat_nb.affinity_text import known_correspondences
     return known_correspondences(target, source), 'hand-checked correspondences (cat_nb.affinity_text.known_correspondences)'
+
+# %% ../nbs/61_reports.ipynb #10c1d9a9
+def init_agreement(runs: pd.DataFrame, preset: str, roots: dict | None = None) -> pd.Series:
+    "Top-1 agreement (`cat_nb.affinity.top1_agreement`) of the affinity each run of `runs` started from; NaN without one (scratch)."
+    from cat_nb.affinity import Affinity, top1_agreement
+    from cat_nb.data import class_names
+    gts, out = {}, []
+    for r in runs.itertuples():
+        f = Path(r.run)/'affinity_init.npy'
+        if not f.exists(): out.append(float('nan')); continue
+        s, t = split_direction(r.direction)
+        if (s, t) not in gts: gts[s, t] = ground_truth(s, t, preset, roots)[0]
+        out.append(top1_agreement(Affinity(np.load(f), class_names(t), class_names(s)), gts[s, t])['agreement'])
+    return pd.Series(out, index=runs.index, name='agreement', dtype=float)
+
+def plot_agreement(runs: pd.DataFrame, title: str = '', path=None, metric: str = 'fid'):
+    "Each run's `metric` against its initial affinity's top-1 agreement (column `agreement`): a panel per direction, a colour per affinity."
+    plt = _plt()
+    dirs = list(dict.fromkeys(runs.direction))
+    fig, axes = plt.subplots(1, len(dirs), figsize=(4.6 * len(dirs), 3.8), squeeze=False)
+    for ax, d in zip(axes[0], dirs):
+        sub = runs[runs.direction == d]
+        for a, g in sub.groupby('affinity', sort=False): ax.scatter(g.agreement, g[metric], label=a, s=30, alpha=.8)
+        rho = sub[['agreement', metric]].corr('spearman').iloc[0, 1] if len(sub) > 2 else float('nan')
+        ax.set(title=f'{direction_label(d)} (Spearman {rho:.2f}, {len(sub)} runs)', xlabel='top-1 agreement of the initial affinity',
+               ylabel=metric.upper() if metric != 'miou' else 'mIoU'); ax.grid(alpha=.3)
+    axes[0][-1].legend(fontsize=8); fig.suptitle(title); fig.tight_layout()
+    if path: fig.savefig(path, dpi=100); plt.close(fig)
+    return fig
 
 # %% ../nbs/61_reports.ipynb #670f9ab5
 def notebook_sha(p) -> str:
