@@ -53,9 +53,9 @@ class CATBackbone(Protocol):
 # %% ../nbs/49_cat.ipynb #7f74e52c
 def resolve_init_affinity(cfg, affinity=None) -> np.ndarray | None:
     "The affinity the generator starts from: the given one for CAT init, a seeded dense random one otherwise (None for scratch)."
-    spec, tm = cfg.spec, cfg.train.model
+    spec, tm = cfg.spec, cfg.target
     if not spec.pretrained: return None
-    cs = cfg.source_model['semantic_nc']
+    cs = cfg.n_source
     if cfg.cat_init:
         if affinity is None: raise ValueError(f"method {cfg.method!r} with CAT initialization needs an affinity matrix (C_T={tm.semantic_nc}, C_S={cs})")
         A = np.asarray(affinity.A if hasattr(affinity, 'A') else affinity, np.float32)
@@ -83,7 +83,7 @@ def _abs(x) -> str | None: return str(Path(x).resolve()) if isinstance(x, (str, 
 
 def write_run_info(run_path, cfg, target_data, ds, subset=None, source=None, **extra) -> Path:
     "Write RUN/run.json: where a transfer run's target data, few-shot subset, source model and affinity come from."
-    tm = cfg.train.model
+    tm = cfg.target
     names = getattr(ds, 'names', None)
     info = dict(kind='transfer', method=cfg.method, like=tm.like, preset=tm.preset, image_hw=list(tm.image_hw), size=tm.image_hw[0],
                 target_data=_abs(target_data) or _abs(getattr(ds, 'root', None)), val_split='val',
@@ -103,7 +103,7 @@ def read_run_info(run) -> dict:
 def _inputs(target_data, ds, subset, source, info, cfg) -> tuple[dict, dict]:
     "(fingerprints, paths) of a transfer run's data, subset and source, for `RunDir.check_inputs`; None where not known."
     from cat_nb.data import SegDataset, fingerprint
-    tm = cfg.train.model
+    tm = cfg.target
     whole = SegDataset(ds.root, tm.like, 'train', size=tm.image_hw[0]) if isinstance(ds, SegDataset) else None
     names = None if whole is None else ds.names
     sub = (None if whole is None else 'the whole train split' if names == whole.names else
@@ -117,7 +117,7 @@ def transfer(target_data, cfg, out, source=None, affinity=None, subset=None, val
              progress: bool = True, info: dict | None = None, extend: bool = False, _crash_at: int | None = None):
     """Train (or resume; `extend`: to a larger `iters`) a transfer run in folder `out` (one process, or each of `torchrun`) with the
     backbone `cfg.backbone` (`CATBackbone`); `source` = source run/ckpt path or checkpoint dict. Returns the trainer."""
-    cfg = cfg.check(); bb, tc, tm = cfg.backbone, cfg.train, cfg.train.model
+    cfg = cfg.check(); bb, tc, tm = cfg.backbone, cfg.train, cfg.target
     ds = _open(target_data, tm.like, 'train', tm.image_hw[0], True, subset)   # bad data fails before the run folder is written
     rank, world = dist_setup()
     seed_everything(tc.seed, tc.deterministic)

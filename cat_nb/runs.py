@@ -19,7 +19,7 @@ def run_kind(cfg: dict, run: dict | None = None) -> str:
     "'source', 'transfer' or 'piti' from a run's `config.json` (and `run.json` when present)."
     if run and run.get('kind') in _KINDS: return run['kind']
     if 'method' in cfg and 'affinity' in cfg: return 'transfer'
-    if 'diffusion' in cfg or str(cfg.get('model', {}).get('kind', '')).startswith('piti'): return 'piti'
+    if 'uncond_p' in cfg: return 'piti'                        # a PITITrainConfig (cat_nb.piti_train)
     return 'source'
 
 def is_run(d: Path) -> bool:

@@ -267,6 +267,10 @@ class TransferConfig:
     @property
     def backbone(self) -> 'OASISBackbone': return OASIS         # what `cat_nb.cat.transfer` builds and trains
     @property
+    def target(self) -> OASISConfig: return self.train.model     # the target model: like, image_hw, preset, semantic_nc = C_T, z_dim
+    @property
+    def n_source(self) -> int: return self.source_model['semantic_nc']
+    @property
     def stages(self) -> tuple:
         st = self.spec.stages
         return st if self.two_stages or len(st) == 1 else st[-1:]
