@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from .core import RunDir, atomic_write, seed_everything, device_summary, to_jsonable
-from .loop import fit, dist_setup, _barrier, _mix, SeededItems, StepBatches
+from .loop import fit, dist_setup, _barrier, _mix, step_loader
 
 # %% auto #0
 __all__ = ['RUN_INFO', 'AFFINITY_METHODS', 'AffinityLayer', 'CATBackbone', 'resolve_init_affinity', 'affinity_sha',
@@ -156,8 +156,7 @@ def transfer(target_data, cfg, out, source=None, affinity=None, subset=None, val
         if rank == 0: print(f"{out}: already trained for {start} iterations (iters={tc.iters}; a larger --iters with --extend trains it further)")
         return tr
     it0 = ds[0]; tr.check_batch(it0['image'][None], it0['label'][None])
-    loader = torch.utils.data.DataLoader(SeededItems(ds), batch_sampler=StepBatches(len(ds), tc.batch_size, rank, world, tc.seed, start, tc.iters),
-                                         num_workers=tc.num_workers, pin_memory=tr.device.type == 'cuda')
+    loader = step_loader(ds, tc, start, rank, world, tr.device)
     fixed = [ds[i] for i in range(min(tc.n_samples, len(ds)))]
     fixed_img, fixed_lab = torch.stack([f['image'] for f in fixed]), torch.stack([f['label'] for f in fixed])
     fixed_z = torch.randn(len(fixed), tm.z_dim, generator=torch.Generator().manual_seed(_mix(tc.seed, 3)))

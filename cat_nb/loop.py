@@ -16,7 +16,8 @@ from tqdm.auto import tqdm
 from .core import RunDir, atomic_write
 
 # %% auto #0
-__all__ = ['dist_setup', 'allreduce_grads', 'ema_update', 'LossLog', 'SeededItems', 'StepBatches', 'save_png', 'fit']
+__all__ = ['dist_setup', 'allreduce_grads', 'ema_update', 'LossLog', 'SeededItems', 'StepBatches', 'step_loader', 'save_png',
+           'fit']
 
 # %% ../nbs/03_loop.ipynb #5cf12461
 def dist_setup() -> tuple[int, int]:
@@ -95,6 +96,11 @@ class StepBatches(torch.utils.data.Sampler):
             if e != ep: ep, perm = e, torch.randperm(self.n, generator=torch.Generator().manual_seed(_mix(self.seed, e)))
             lo = j * self.gb + self.rank * self.b
             yield [(int(perm[k]), _mix(self.seed, e, k)) for k in range(lo, lo + self.b)]
+
+def step_loader(ds, cfg, start: int, rank: int = 0, world: int = 1, device: torch.device | None = None) -> torch.utils.data.DataLoader:
+    "The loader of steps `start`..`cfg.iters`-1 of this process: `StepBatches` over `SeededItems(ds)` (cfg: batch_size, seed, iters, num_workers)."
+    return torch.utils.data.DataLoader(SeededItems(ds), batch_sampler=StepBatches(len(ds), cfg.batch_size, rank, world, cfg.seed, start, cfg.iters),
+                                       num_workers=cfg.num_workers, pin_memory=device is not None and device.type == 'cuda')
 
 # %% ../nbs/03_loop.ipynb #dabc8c51
 def save_png(img: torch.Tensor, path) -> Path:

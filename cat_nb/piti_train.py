@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from .core import RunDir, get_device, seed_everything, device_summary
 from .piti import PITIConfig, piti_config, build_piti, load_piti_state, resize_label, n_params, PARAM_GROUPS
 from .diffusion import diffusion_for, sample, quantize_uint8
-from .loop import dist_setup, allreduce_grads, LossLog, SeededItems, StepBatches, save_png, _mix, _barrier, fit
+from .loop import dist_setup, allreduce_grads, LossLog, SeededItems, StepBatches, save_png, _mix, _barrier, fit, step_loader
 from .train import _colorize
 
 # %% auto #0
@@ -216,8 +216,7 @@ def train_piti(cfg: PITITrainConfig, data_root, out_dir, device='auto', progress
         if rank == 0: print(f"{out_dir}: already trained for {start} iterations (iters={cfg.iters})")
         return tr
     it0 = ds[0]; tr.check_batch(it0['image'][None], it0['label'][None])
-    loader = torch.utils.data.DataLoader(SeededItems(ds), batch_sampler=StepBatches(len(ds), cfg.batch_size, rank, world, cfg.seed, start, cfg.iters),
-                                         num_workers=cfg.num_workers, pin_memory=tr.device.type == 'cuda')
+    loader = step_loader(ds, cfg, start, rank, world, tr.device)
     if rank == 0:
         groups = {g: sum(p.numel() for p in ps.values()) for g, ps in tr.model.param_groups().items()}
         run.log(step=start, event='start' if start == 0 else 'resume', world=world, device=device_summary(tr.device), n_train=len(ds),

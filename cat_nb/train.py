@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .core import RunDir, atomic_write, atomic_save, to_jsonable, get_device, seed_everything, device_summary
-from .loop import dist_setup, allreduce_grads, _barrier, ema_update, LossLog, _mix, SeededItems, StepBatches, save_png, fit
+from .loop import dist_setup, allreduce_grads, _barrier, ema_update, LossLog, _mix, SeededItems, StepBatches, save_png, fit, step_loader
 from .oasis import (OASISConfig, oasis_config, build_oasis, init_weights, one_hot, load_oasis_state, n_params, LIKES, PRESETS)
 from .losses import adv_loss, d_loss, labelmix_bits, VGGLoss
 
@@ -226,9 +226,7 @@ def train_source(data, cfg: TrainConfig, out, device='auto', progress: bool = Tr
         if rank == 0: print(f"{out}: already trained for {start} iterations (iters={cfg.iters}; a larger --iters with --extend trains it further)")
         return tr
     it0 = ds[0]; tr.check_batch(it0['image'][None], it0['label'][None])
-    loader = torch.utils.data.DataLoader(SeededItems(ds), batch_sampler=StepBatches(len(ds), cfg.batch_size, rank, world, cfg.seed, start, cfg.iters),
-                                         num_workers=cfg.num_workers, pin_memory=tr.device.type == 'cuda',
-                                         persistent_workers=False)
+    loader = step_loader(ds, cfg, start, rank, world, tr.device)
     fixed = [ds[i] for i in range(min(cfg.n_samples, len(ds)))]
     fixed_img, fixed_lab = torch.stack([f['image'] for f in fixed]), torch.stack([f['label'] for f in fixed])
     fixed_z = torch.randn(len(fixed), cfg.model.z_dim, generator=torch.Generator().manual_seed(_mix(cfg.seed, 3)))
