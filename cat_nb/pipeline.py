@@ -23,10 +23,10 @@ from .affinity_vision import FEATURES_VERSION
 # %% auto #0
 __all__ = ['DATA_PRESETS', 'AFFINITIES', 'VOTERS', 'AFFINITY_SETTINGS', 'RUN_SCHEDULES', 'EVAL_VERSION', 'pipeline_root',
            'synth_data', 'shipped_source', 'source_dir', 'source_run', 'adopt_source', 'adopt_source_cli',
-           'ship_source', 'ship_source_cli', 'data_root', 'image_size', 'dataset', 'source_for', 'target_subset',
-           'segmenter', 'segmenter_cached', 'source_mask', 'affinity_path', 'training_free_fid', 'affinity', 'RunSpec',
-           'run_dir', 'run_spec', 'transfer_run', 'convergence_step', 'fid_curve', 'evaluate_run', 'build_shared',
-           'build_affinities', 'run_row', 'run_plan']
+           'ship_source', 'ship_source_cli', 'piti_source_dir', 'piti_source_run', 'data_root', 'image_size', 'dataset',
+           'source_for', 'target_subset', 'segmenter', 'segmenter_cached', 'source_mask', 'affinity_path',
+           'training_free_fid', 'affinity', 'RunSpec', 'run_dir', 'run_spec', 'transfer_run', 'convergence_step',
+           'fid_curve', 'evaluate_run', 'build_shared', 'build_affinities', 'run_row', 'run_plan']
 
 # %% ../nbs/60_pipeline.ipynb #7486200d
 DATA_PRESETS = dict(quick=dict(n_train=64, n_val=16, size=32), standard=dict(n_train=1000, n_val=200, size=64))
@@ -184,6 +184,24 @@ def ship_source_cli(argv: list[str] | None = None) -> int:
     try: e = ship_source(a.run, a.data, a.other_seed, a.command, a.folder, device=a.device)
     except (FileNotFoundError, ValueError, RuntimeError) as err: print(f'cat-nb ship-source: {err}', file=sys.stderr); return 1
     print(json.dumps({k: v for k, v in e.items() if k not in ('curve', 'train_config', 'model')}, indent=1)); return 0
+
+# %% ../nbs/60_pipeline.ipynb #9352ac62
+def piti_source_dir(like: str, preset: str = 'quick', data: str | Path | None = None, **overrides) -> tuple[Path, Path, object]:
+    "(run folder, data root, PITITrainConfig) of the PITI source model of `like` on `data` (default: `synth_data(like, preset)`); trains nothing."
+    from cat_nb.piti_train import piti_train_config
+    data = Path(data) if data is not None else synth_data(like, preset)
+    cfg = piti_train_config(like, preset, **overrides)
+    return pipeline_root()/'piti_source'/f'{like}_{preset}_{config_hash(dict(kind="piti", cfg=to_jsonable(cfg), data=str(data.resolve())))}', data, cfg
+
+def piti_source_run(like: str, preset: str = 'quick', data: str | Path | None = None, progress: bool = False, device: str = 'auto',
+                    **overrides) -> Path:
+    "Run folder of the (cached) PITI source model of `like` trained on `data` (default: the preset's SynthScenes set); resumes a partial one."
+    from cat_nb.piti_train import train_piti
+    out, data, cfg = piti_source_dir(like, preset, data, **overrides)
+    if _done(out) is not None: return out
+    tr = train_piti(cfg, data, out, device=device, progress=progress)
+    atomic_write(out/'done.json', json.dumps(dict(step=tr.step_done, data=str(data)), indent=1) + '\n')
+    return out
 
 # %% ../nbs/60_pipeline.ipynb #080ddf11
 def data_root(like: str, preset: str = 'quick', roots: dict | None = None) -> Path:

@@ -97,7 +97,7 @@ def run_info(d: str | Path) -> dict:
 def _default_roots() -> list[Path]:
     from os import environ
     pipe = Path(environ['CAT_NB_PIPELINE']).expanduser() if 'CAT_NB_PIPELINE' in environ else paths()['cache']/'pipeline'
-    return [paths()['runs'], pipe/'source', pipe/'transfer', pipe/'piti']
+    return [paths()['runs'], pipe/'source', pipe/'transfer', pipe/'piti_source']
 
 def _fmt_metrics(m: dict, n: int = 3) -> str:
     keys = [k for k in ('fid', 'kid', 'miou') if k in m] or list(m)[:n]
