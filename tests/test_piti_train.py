@@ -13,12 +13,7 @@ REF = Path(__file__).parent/'data'/'piti_state_dict_coco.txt.gz'
 ROUND_OFF = {'encoder.cnn.conv5.bias'}      # followed by InstanceNorm, which cancels it: its gradient is round-off, maybe 0
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    "Single-threaded: fast on a shared 2-core machine and one float order for the bit-for-bit comparisons."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')      # conftest.py: single-threaded torch
 
 
 @pytest.fixture(scope='module')

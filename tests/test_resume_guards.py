@@ -13,12 +13,7 @@ from cat_nb.core import RunDir, to_jsonable
 from cat_nb.train import train_config, train_source
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    "Single-threaded: fast on a shared 2-core machine."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')      # conftest.py: single-threaded torch
 
 
 @pytest.fixture(scope='module')

@@ -18,12 +18,7 @@ class RandomSeg(torch.utils.data.Dataset):
     def __getitem__(self, i): return {'image': self.img[i], 'label': self.lab[i], 'name': str(i)}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    "Training tests run single-threaded: fast on a shared 2-core machine and the same float order in every process."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')      # conftest.py: single-threaded torch
 
 
 def _cfg(**kw):
