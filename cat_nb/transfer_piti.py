@@ -110,7 +110,8 @@ def piti_transfer_config(method: str, target_like: str, source_model: PITIConfig
     preset = preset or sm['preset']
     if preset != sm['preset']: raise ValueError(f"the source model was built at preset {sm['preset']!r}; transfer it at that preset (got {preset!r})")
     if preset not in PITI_TRANSFER: raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PITI_TRANSFER)}")
-    kw = {**PITI_TRANSFER[preset], **overrides}; n = kw.pop('n_prompts') if n_prompts is None else (kw.pop('n_prompts'), n_prompts)[1]
+    kw = {**PITI_TRANSFER[preset], **overrides}; n = kw.pop('n_prompts')
+    if n_prompts is not None: n = n_prompts
     cfields = {f.name for f in dataclasses.fields(CATPITIConfig)} - {'train', 'method', 'source_model'}
     ckw = {k: kw.pop(k) for k in list(kw) if k in cfields}
     tc = dataclasses.replace(piti_train_config(target_like, preset, **kw), model=PITIConfig(**{**sm, 'n_prompts': n}), trainable=tuple(trainable))
