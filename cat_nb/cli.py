@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {  # name: ('module:function', one-line h
     'weights':   ('cat_nb.weights:weights_cli',     'check (default) or --provision the pretrained FID/LPIPS weights in the torch hub cache'),
     'segmenter': ('cat_nb.segmenter:segmenter_cli', 'train/cache the evaluation segmenter of a dataset and print its val mIoU'),
     'evaluate':  ('cat_nb.evaluation:evaluate_cli',    'FID, KID, mIoU, LPIPS and MS-SSIM diversity of a trained run, as JSON'),
-    'transfer':  ('cat_nb.transfer:transfer_cli',   'few-shot transfer of an OASIS source model: CAT (training-free or finetuned) or a baseline'),
+    'transfer':  ('cat_nb.transfer_cli:transfer_cli',   'few-shot transfer of an OASIS source model: CAT (training-free or finetuned) or a baseline'),
     'runs':      ('cat_nb.runs:runs_cli',           'list run folders: kind, data, method, iterations done/planned, status, last metrics, revision'),
     'show':      ('cat_nb.runs:show_cli',           'one run: status, config, metric history and newest sample grid'),
 }

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import RunDir, atomic_write, get_device, to_jsonable
+from .core import RunDir, atomic_write, get_device, to_jsonable, moved_names
 from .oasis import (OASISConfig, oasis_config, OASISGenerator, OASISDiscriminator, SPADE, build_oasis, one_hot,
                           sample_z, load_oasis_state, LIKES, PRESETS, onehot_conv, check_ids, resize_cond)
 from .train import TrainConfig, train_config, OASISTrainer, _mix, _colorize, read_source_checkpoint, source_fingerprint
@@ -27,7 +27,7 @@ __all__ = ['NEW_G_PARTS', 'G_GROUPS', 'ALL', 'METHODS', 'TRANSFER_PRESETS', 'DEF
            'SlicedConv2d', 'Miner', 'CATGenerator', 'load_source_into', 'target_discriminator', 'freeze_d', 'g_group',
            'MethodSpec', 'set_trainable', 'TransferConfig', 'target_model_config', 'transfer_config',
            'build_transfer_models', 'read_source', 'TransferTrainer', 'transfer_grid', 'evaluate_generator',
-           'OASISBackbone', 'transfer_config_from_dict', 'load_transfer', 'training_free_generator', 'transfer_cli']
+           'OASISBackbone', 'transfer_config_from_dict', 'load_transfer', 'training_free_generator']
 
 # %% ../nbs/50_transfer.ipynb #e6afd448
 class CATCond:
@@ -513,112 +513,5 @@ def training_free_generator(source, affinity, target_like: str, residual: bool =
     G, _ = build_transfer_models(cfg, src, affinity)
     return G.to(get_device(device)).eval()
 
-# %% ../nbs/50_transfer.ipynb #2eb3c86d
-def transfer_cli(argv: list[str] | None = None) -> int:
-    "`cat-nb transfer`: CAT or a baseline from a source run to a target dataset (resumable; training-free with --training-free; torchrun for DDP)."
-    from cat_nb.metrics import METRICS
-    from cat_nb.core import HelpFormatter
-    from cat_nb.data import preflight
-    from cat_nb.train import interrupted
-    per = {p: transfer_config('scratch', 'ade20k', None, p) for p in TRANSFER_PRESETS}
-    dflt = lambda k: "default: the preset's: " + ', '.join(f'{p} {getattr(c, k) if hasattr(c, k) else getattr(c.train, k)}' for p, c in per.items())
-    p = argparse.ArgumentParser(prog='cat-nb transfer', formatter_class=HelpFormatter, description='Few-shot transfer of an OASIS source model to a target label set '
-                                '(CAT, paper §3.2, or a baseline). Run the same command again to resume; launch with '
-                                'torchrun --nproc_per_node=K for several processes.')
-    p.add_argument('--source', type=Path, help='source run folder, checkpoint, or official OASIS checkpoint folder (*_G/_D/_EMA.pth) '
-                   '(no default: every method but scratch needs one)')
-    p.add_argument('--target-data', required=True, type=Path, help='target dataset root (real or SynthScenes layout of --like)')
-    p.add_argument('--like', required=True, choices=LIKES, help='label set of the target data')
-    p.add_argument('--subset', type=Path, help='few-shot subset file written by `cat-nb subset` (default: the whole train split)')
-    p.add_argument('--method', choices=list(METHODS), default='cat', help='CAT or a baseline of Table 2')
-    p.add_argument('--affinity', type=Path, help='affinity .npy (C_T x C_S) for CAT initialization (default: none, see --affinity-method)')
-    p.add_argument('--affinity-method', choices=AFFINITY_METHODS, help='estimate the affinity on the fly instead of --affinity '
-                   '(default: none; random for cat-random and --no-cat-init)')
-    p.add_argument('--training-free', action='store_true', help='prepend the affinity to the source model, train nothing')
-    p.add_argument('--regularizer', choices=list(REGULARIZERS), help="CDC (distance consistency + anchor/patch D) or the thesis' SSR "
-                   "(smoothness similarity + all-blocks D loss); any pretrained method (default: none)")
-    p.add_argument('--lambda-reg', type=float, help='regularizer weight (default: CDC 1000, SSR 5)')
-    p.add_argument('--no-reg-d', action='store_true', help="the regularizer's generator side only (plain OASIS D loss)")
-    p.add_argument('--cdc-anchors', type=int, help='CDC anchors (default: one per training image)')
-    p.add_argument('--preset', choices=PRESETS, help="schedule preset (must match the source model's preset; default: the source's)")
-    p.add_argument('--out', required=True, type=Path, help='run folder (created, or resumed when it exists)')
-    p.add_argument('--freeze-d', type=int, help=f'FreezeD: frozen D encoder blocks (default {DEFAULT_FREEZE_D} for cat/cat-random/freezed, else 0)')
-    p.add_argument('--no-two-stages', action='store_true', help='train every stage-2 parameter from the start (Table 4 ablation)')
-    p.add_argument('--no-residual', action='store_true', help='no residual branches in the CAT SPADE blocks (Table 4 ablation)')
-    p.add_argument('--no-cat-init', action='store_true', help='start the affinity layer random (Table 4 ablation)')
-    p.add_argument('--iters', type=int, help=f"training iterations ({dflt('iters')})")
-    p.add_argument('--stage1-iters', type=int, help=f"iterations of stage 1 ({dflt('stage1_iters')})")
-    p.add_argument('--batch-size', type=int, help=f"global batch size ({dflt('batch_size')})")
-    p.add_argument('--seed', type=int, help=f"seed of initialisation, data order and noise ({dflt('seed')})")
-    p.add_argument('--ckpt-every', type=int, help=f"checkpoint every N iterations ({dflt('ckpt_every')})")
-    p.add_argument('--affinity-seed', type=int, default=0, help='seed of random affinities')
-    p.add_argument('--eval-every', type=int, help=f"FID/KID on the target val split every N iterations, 0 = off ({dflt('eval_every')})")
-    p.add_argument('--eval', action='store_true', help='evaluate the final generator on the target val split (--eval-metrics), written to OUT/eval.json')
-    p.add_argument('--eval-metrics', default='fid,kid,miou', help=f"comma-separated subset of {','.join(METRICS)} for --eval (default fid,kid,miou)")
-    p.add_argument('--segmenter', type=Path, help="mIoU segmenter .pt saved by cat_nb.segmenter (default: the cached one of the target data)")
-    p.add_argument('--seg-preset', choices=PRESETS, help="preset of the cached cat_nb segmenter (default: the run's preset)")
-    p.add_argument('--device', default='auto', help='auto (CUDA when present), cpu, cuda or cuda:K')
-    p.add_argument('--no-progress', action='store_true', help='no progress bar')
-    p.add_argument('--no-check', action='store_true', help="skip the pre-flight scan of the target data's files (cat-nb check-data)")
-    p.add_argument('--extend', action='store_true', help="train the run in --out on to a larger --iters (recorded in its provenance.json and "
-                   "metrics.jsonl); without it a changed --iters is refused")
-    a = p.parse_args(argv)
-    if a.extend and a.iters is None: p.error('--extend needs --iters (the new total number of iterations)')
-    args = list(argv if argv is not None else sys.argv[1:])
-    spec = METHODS[a.method]
-    ms = tuple(m.strip().lower() for m in a.eval_metrics.split(',') if m.strip())
-    if set(ms) - set(METRICS) or not ms: p.error(f"--eval-metrics {a.eval_metrics!r}: choose from {','.join(METRICS)}")
-    try:
-        if not a.no_check and (msg := preflight(a.target_data, a.like, 'all', a.subset)):
-            if int(os.environ.get('RANK', 0)) == 0: print(f"cat-nb transfer: error: {msg}", file=sys.stderr)
-            return 1
-        src = None
-        if spec.pretrained or a.source:
-            if a.source is None: p.error(f"--method {a.method} needs --source")
-            src = read_source(a.source)
-        over = {k: v for k, v in dict(iters=a.iters, stage1_iters=a.stage1_iters, batch_size=a.batch_size, seed=a.seed, ckpt_every=a.ckpt_every,
-                                      eval_every=a.eval_every, lambda_reg=a.lambda_reg, cdc_anchors=a.cdc_anchors).items() if v is not None}
-        if a.regularizer: over['regularizer'] = a.regularizer
-        if a.no_reg_d: over['reg_d'] = False
-        need_A = spec.pretrained and (spec.affinity == 'given') and not a.no_cat_init
-        A, prov = None, ''
-        if need_A or a.training_free:
-            if a.affinity is None and a.affinity_method is None:
-                if spec.affinity == 'random' or a.no_cat_init: a.affinity_method = 'random'
-                else: p.error(f"--method {a.method} needs --affinity FILE.npy or --affinity-method {{{','.join(AFFINITY_METHODS)}}}")
-            A, prov = resolve_affinity(a.like, src['model']['like'], a.affinity, a.affinity_method, a.affinity_seed)
-        elif spec.pretrained: prov = f'random:{a.affinity_seed}'
-        if a.training_free and not spec.pretrained: p.error("--training-free needs a pretrained method (cat)")
-        cfg = transfer_config(a.method, a.like, src['model'] if src else None, a.preset,
-                              freeze_d=a.freeze_d, two_stages=False if a.no_two_stages else None,
-                              residual=False if a.no_residual else None, cat_init=(True if a.training_free else False if a.no_cat_init else None),
-                              affinity=prov, affinity_seed=a.affinity_seed, training_free=a.training_free, **over)
-        info = dict(source=_abs(a.source), affinity_file=_abs(a.affinity) if a.affinity is not None and A is not None else None,
-                    affinity_method=a.affinity_method if A is not None else None, command='cat-nb transfer ' + ' '.join(argv if argv is not None else sys.argv[1:]))
-        t0 = time.time()
-        tr = transfer(a.target_data, cfg, a.out, src, A, a.subset, device=a.device, progress=not a.no_progress, info=info, extend=a.extend)
-        secs = time.time() - t0
-        if tr.rank != 0: return 0                                  # under torchrun, process 0 reports and evaluates
-        print(f"{a.out}: {a.method} {'training-free' if a.training_free else f'{tr.step_done} iterations'} in {secs:.1f}s")
-        if a.eval:
-            from cat_nb.data import SegDataset
-            tm = cfg.train.model
-            val = SegDataset(a.target_data, a.like, 'val', size=tm.image_hw[0], train=False)
-            seg = None
-            if 'miou' in ms:
-                from cat_nb.segmenter import load_segmenter, segmenter_for
-                seg = (load_segmenter(a.segmenter, device=a.device) if a.segmenter else
-                       segmenter_for(a.target_data, a.like, tm.image_hw[0], preset=a.seg_preset or tm.preset, device=a.device, progress=not a.no_progress))
-            r = evaluate_generator(tr.EMA, val, ms, device=a.device, progress=not a.no_progress, segmenter=seg)
-            r |= dict(method=a.method, training_free=a.training_free, affinity=prov, step=tr.step_done, transfer_seconds=round(secs, 1),
-                      target_data=_abs(a.target_data), metrics_requested=list(ms),
-                      **({'seg_preset': a.seg_preset or tm.preset} if seg is not None and not a.segmenter else {}))
-            atomic_write(Path(a.out)/'eval.json', json.dumps(to_jsonable(r), indent=1) + '\n')
-            shown = [f"FID {r['fid']:.2f}" if 'fid' in r else '', f"KID {r['kid']:.4f} ± {r['kid_std']:.4f}" if 'kid' in r else '',
-                     f"mIoU {r['miou']:.3f} (real images {r['miou_real']:.3f})" if 'miou' in r else '',
-                     f"LPIPS {r['lpips']:.3f}" if 'lpips' in r else '', f"MS-SSIM {r['msssim']:.3f}" if 'msssim' in r else '']
-            print(f"{'  '.join(x for x in shown if x)}  on {r['n_val']} val maps ({r['seconds']}s) -> {Path(a.out)/'eval.json'}")
-    except (ValueError, RuntimeError, FileNotFoundError, FloatingPointError) as e:
-        print(f"cat-nb transfer: error: {e}", file=sys.stderr); return 1
-    except KeyboardInterrupt: return interrupted('transfer', args, a.out)
-    return 0
+# %% ../nbs/50_transfer.ipynb #9a0beea0
+__getattr__ = moved_names('cat_nb.transfer', {'transfer_cli': 'cat_nb.transfer_cli'})

@@ -190,12 +190,12 @@ def test_written_files_get_the_umask_permissions(tmp_path, umask022):
 @pytest.mark.parametrize('cmd', ['train-source', 'transfer'])
 def test_ctrl_c_names_checkpoint_and_resume_command(cmd, tiny, tmp_path, capsys, monkeypatch):
     "KeyboardInterrupt mid-run: exit 130, one stderr line with the last checkpoint and the exact resuming command, no traceback."
-    import cat_nb.train, cat_nb.transfer
+    import cat_nb.train, cat_nb.transfer_cli
     out = tmp_path/'run with space'
     def killed(*a, **k):
         (out/'checkpoints').mkdir(parents=True); (out/'checkpoints'/'step_00000004.pt').write_bytes(b'')
         raise KeyboardInterrupt
-    monkeypatch.setattr(cat_nb.train, 'train_source', killed); monkeypatch.setattr(cat_nb.transfer, 'transfer', killed)
+    monkeypatch.setattr(cat_nb.train, 'train_source', killed); monkeypatch.setattr(cat_nb.transfer_cli, 'transfer', killed)
     args = (['--data', str(tiny), '--like', 'ade20k', '--preset', 'quick'] if cmd == 'train-source' else
             ['--target-data', str(tiny), '--like', 'ade20k', '--method', 'scratch', '--preset', 'quick']) + ['--out', str(out), '--no-progress']
     try: rc = main([cmd, *args])

@@ -79,7 +79,8 @@ def test_no_import_cycles():
 def test_old_import_paths_still_work_with_a_warning():
     "Names that moved (to break a cycle) import from their old module for one release, with a DeprecationWarning."
     import importlib
-    for old, name, new in (('cat_nb.metrics', 'evaluate_cli', 'cat_nb.evaluation'), ('cat_nb.affinity', 'affinity_cli', 'cat_nb.affinity_cli')):
+    for old, name, new in (('cat_nb.metrics', 'evaluate_cli', 'cat_nb.evaluation'), ('cat_nb.affinity', 'affinity_cli', 'cat_nb.affinity_cli'),
+                           ('cat_nb.transfer', 'transfer_cli', 'cat_nb.transfer_cli')):
         with pytest.warns(DeprecationWarning, match=f'moved to {new}.{name}'):
             assert getattr(importlib.import_module(old), name) is getattr(importlib.import_module(new), name)
 

@@ -9,8 +9,9 @@ import torch
 
 from cat_nb.oasis import oasis_config, OASISGenerator, OASISDiscriminator
 from cat_nb.transfer import (CATGenerator, load_source_into, target_discriminator, freeze_d, METHODS, g_group, set_trainable,
-                             transfer_config, TransferTrainer, transfer, load_transfer, transfer_cli, training_free_generator,
+                             transfer_config, TransferTrainer, transfer, load_transfer, training_free_generator,
                              resolve_affinity, read_run_info, TRANSFER_PRESETS)
+from cat_nb.transfer_cli import transfer_cli
 from cat_nb.train import OASISTrainer
 from cat_nb.core import RunDir
 
