@@ -11,17 +11,20 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .affinity import Affinity, make_affinity, source_columns, top1_agreement
+from .affinity import Affinity, make_affinity, source_columns, top1_agreement, topk_agreement
 from .data import check_like
 from .core import paths
 
 # %% auto #0
-__all__ = ['NAME_STRATEGIES', 'TEXT_ENCODERS', 'CLIP_HUB_ID', 'DIRECTIONS', 'clean_name', 'class_synonyms', 'name_texts',
-           'TextEncoder', 'find_clip', 'load_text_encoder', 'class_embeddings', 'text_similarity', 'text_affinity',
-           'known_correspondences', 'compare_name_strategies']
+__all__ = ['NAME_STRATEGIES', 'ENSEMBLE_TEMPLATES', 'ENSEMBLE_SYN_WEIGHT', 'TEXT_ENCODERS', 'CLIP_HUB_ID', 'DIRECTIONS',
+           'clean_name', 'class_synonyms', 'name_texts', 'name_groups', 'TextEncoder', 'find_clip', 'load_text_encoder',
+           'class_embeddings', 'text_similarity', 'text_affinity', 'known_correspondences', 'heldout_correspondences',
+           'compare_name_strategies', 'text_confusions']
 
 # %% ../nbs/21_affinity_text.ipynb #c65d2ead
-NAME_STRATEGIES = ('raw', 'first', 'clean', 'synonyms', 'prompt', 'synonyms_prompt')
+NAME_STRATEGIES = ('raw', 'first', 'clean', 'synonyms', 'prompt', 'synonyms_prompt', 'naive', 'ensemble')
+ENSEMBLE_TEMPLATES = ('a photo of a {}.', 'a photo of the {}.', 'a picture of a {}.')
+ENSEMBLE_SYN_WEIGHT = 0.25          # weight of the other synonyms' mean embedding beside the main name's
 _GENERIC = {'other', 'stuff', 'merged'}
 
 def clean_name(name: str) -> str:
@@ -49,9 +52,18 @@ def name_texts(synonyms: Sequence[str], how: str = 'synonyms', template: str = '
     syn = list(synonyms)
     if how == 'raw': return [', '.join(syn)]
     if how == 'first': return [syn[0]]
+    if how == 'naive': return [template.format(syn[0])]
+    if how == 'ensemble': return [t for ts, _ in name_groups(syn, how) for t in ts]
     if how in ('clean', 'prompt'): t = [clean_name(syn[0])]
     else: t = list(dict.fromkeys(clean_name(s) for s in syn))
     return [template.format(x) for x in t] if how.endswith('prompt') else t
+
+def name_groups(synonyms: Sequence[str], how: str = 'synonyms') -> list[tuple[list[str], float]]:
+    "Texts of one class in weighted groups [(texts, weight)]: the class embedding is Σ weight · normalise(mean of the group's embeddings)."
+    if how != 'ensemble': return [(name_texts(synonyms, how), 1.0)]
+    main = clean_name(synonyms[0]); rest = [n for n in dict.fromkeys(clean_name(s) for s in synonyms) if n != main]
+    g = [([t.format(main) for t in ENSEMBLE_TEMPLATES], 1.0)]
+    return g + [([t.format(n) for t in ENSEMBLE_TEMPLATES for n in rest], ENSEMBLE_SYN_WEIGHT)] if rest else g
 
 # %% ../nbs/21_affinity_text.ipynb #8a65f229
 TEXT_ENCODERS = ('auto', 'clip', 'minilm')
@@ -122,7 +134,10 @@ def load_text_encoder(name: str = 'auto', path: str | Path | None = None, device
 
 # %% ../nbs/21_affinity_text.ipynb #7c7d0c4c
 def class_embeddings(synonyms: Sequence[Sequence[str]], encoder: TextEncoder, how: str = 'synonyms') -> torch.Tensor:
-    "One L2-normalised embedding per class (C, D): mean of the embeddings of `name_texts(class, how)`."
+    "One L2-normalised embedding per class (C, D): mean of the embeddings of `name_texts(class, how)` (weighted groups for 'ensemble')."
+    if how == 'ensemble':
+        F = torch.nn.functional
+        return F.normalize(torch.stack([sum(w * F.normalize(encoder.encode(ts).mean(0), dim=0) for ts, w in name_groups(s, how)) for s in synonyms]), dim=-1)
     texts = [name_texts(s, how) for s in synonyms]
     flat = [t for ts in texts for t in ts]; owner = torch.tensor([i for i, ts in enumerate(texts) for _ in ts])
     E = encoder.encode(flat)
@@ -197,16 +212,39 @@ def known_correspondences(target: str, source: str) -> dict[int, set[int]]:
     else: raise ValueError(f"no hand-made correspondences for {source} -> {target}; available: cocostuff/ade20k in both directions, ade20k/cocostuff -> cityscapes")
     return {k: v for k, v in g.items() if v}
 
+def heldout_correspondences(target: str, source: str) -> dict[int, set[int]]:
+    "The held-out check (`assets/heldout_class_pairs.csv`, labelled by hand on classes outside `known_correspondences`): target id -> source ids."
+    import csv
+    from cat_nb.data import ASSETS
+    check_like(target); check_like(source)
+    with open(ASSETS/'heldout_class_pairs.csv', newline='') as f:
+        rows = [r for r in csv.DictReader(l for l in f if not l.startswith('#')) if (r['source'], r['target']) == (source, target)]
+    if not rows: raise ValueError(f"no held-out pairs for {source} -> {target}; available: {', '.join(f'{s}->{t}' for s, t in DIRECTIONS)}")
+    ti, si = _ids(target), _ids(source)
+    return {ti[r['target_class']]: {si[n] for n in r['source_classes'].split(';')} for r in rows}
+
 # %% ../nbs/21_affinity_text.ipynb #87337e66
 DIRECTIONS = (('cocostuff', 'ade20k'), ('ade20k', 'cocostuff'), ('ade20k', 'cityscapes'), ('cocostuff', 'cityscapes'))  # (source, target)
 
-def compare_name_strategies(encoder: TextEncoder, strategies: Sequence[str] = NAME_STRATEGIES, directions=DIRECTIONS):
-    "DataFrame of top-1 agreement (real names, `known_correspondences`) per strategy × direction 'source->target'."
+def compare_name_strategies(encoder: TextEncoder, strategies: Sequence[str] = NAME_STRATEGIES, directions=DIRECTIONS,
+                            check: str = 'dev', k: int = 1):
+    "DataFrame of top-`k` agreement on the real names per strategy × direction 'source->target'; `check` 'dev' (`known_correspondences`) or 'heldout'."
     import pandas as pd
+    gt_fn = dict(dev=known_correspondences, heldout=heldout_correspondences).get(check)
+    if gt_fn is None: raise ValueError(f"check must be 'dev' or 'heldout', got {check!r}")
     rows = {}
     for how in strategies:
         for s, t in directions:
-            a = text_affinity(t, s, encoder, how=how)
-            rows.setdefault(how, {})[f'{s}->{t}'] = top1_agreement(a, known_correspondences(t, s))['agreement']
+            a, gt = text_affinity(t, s, encoder, how=how), gt_fn(t, s)
+            rows.setdefault(how, {})[f'{s}->{t}'] = top1_agreement(a, gt)['agreement'] if k == 1 else topk_agreement(a, gt, k)
     df = pd.DataFrame(rows).T; df['mean'] = df.mean(1)
     return df.round(3)
+
+def text_confusions(encoder: TextEncoder, how: str = 'synonyms_prompt', directions=DIRECTIONS, check: str = 'dev') -> list[tuple]:
+    "The target classes whose top-1 source is wrong: (direction, target name, top-1 source, a correct source)."
+    from cat_nb.data import class_names
+    gt_fn = dict(dev=known_correspondences, heldout=heldout_correspondences)[check]; out = []
+    for s, t in directions:
+        a, gt = text_affinity(t, s, encoder, how=how), gt_fn(t, s); top = np.asarray(a.A).argmax(1); tn, sn = class_names(t), class_names(s)
+        out += [(f'{s}->{t}', tn[r], sn[top[r]], sn[min(g)]) for r, g in sorted(gt.items()) if top[r] not in g]
+    return out
