@@ -90,7 +90,7 @@ def write_run_info(run_path, cfg, target_data, ds, subset=None, source=None, **e
                 subset=_abs(subset),
                 train_names=list(names) if names is not None and (subset is not None or not isinstance(target_data, (str, Path))) else None,
                 n_train=len(ds), source=_abs(source), source_like=cfg.source_model.get('like'), source_preset=cfg.source_model.get('preset'),
-                affinity=cfg.affinity, affinity_init='affinity_init.npy' if cfg.spec.pretrained else None,
+                affinity=cfg.affinity, affinity_init='affinity_init.npy' if cfg.spec.pretrained and cfg.spec.affinity != 'none' else None,
                 regularizer=cfg.regularizer, training_free=cfg.training_free) | extra
     return atomic_write(Path(run_path)/RUN_INFO, json.dumps(to_jsonable(info), indent=1) + '\n')
 
@@ -133,10 +133,11 @@ def transfer(target_data, cfg, out, source=None, affinity=None, subset=None, val
         tr.set_stage(tr.stage_at(tr.step_done))
     else:
         src = (bb.read_source(source) if isinstance(source, (str, Path)) else source) if cfg.spec.pretrained else None
-        if src is not None and src['model'] != cfg.source_model:
+        if src is not None and to_jsonable(src['model']) != to_jsonable(cfg.source_model):     # tuples in checkpoints, lists in config.json
             raise ValueError(f"the source checkpoint's architecture {src['model']} differs from the run config's source_model")
         tr = bb.trainer(cfg, src, affinity, device, rank, world)
-        if cfg.spec.pretrained and rank == 0: np.save(run.path/'affinity_init.npy', tr.G.cond_transform.weight.detach().cpu().numpy())
+        if getattr(tr.G, 'cond_transform', None) is not None and rank == 0:      # methods without an affinity layer save none
+            np.save(run.path/'affinity_init.npy', tr.G.cond_transform.weight.detach().cpu().numpy())
     tr.n_train = len(ds)
     if rank == 0: write_run_info(run.path, cfg, target_data, ds, subset, **{'source': source, **(info or {}), 'world': world})
     val = None

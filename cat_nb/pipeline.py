@@ -21,12 +21,13 @@ from .executors import Job, Executor, LocalExecutor, default_workers
 from .affinity_vision import FEATURES_VERSION
 
 # %% auto #0
-__all__ = ['DATA_PRESETS', 'AFFINITIES', 'VOTERS', 'AFFINITY_SETTINGS', 'RUN_SCHEDULES', 'EVAL_VERSION', 'pipeline_root',
-           'synth_data', 'shipped_source', 'source_dir', 'source_run', 'adopt_source', 'adopt_source_cli',
-           'ship_source', 'ship_source_cli', 'piti_source_dir', 'piti_source_run', 'data_root', 'image_size', 'dataset',
-           'source_for', 'target_subset', 'segmenter', 'segmenter_cached', 'source_mask', 'affinity_path',
-           'training_free_fid', 'affinity', 'RunSpec', 'run_dir', 'run_spec', 'transfer_run', 'convergence_step',
-           'fid_curve', 'evaluate_run', 'build_shared', 'build_affinities', 'run_row', 'run_plan']
+__all__ = ['DATA_PRESETS', 'AFFINITIES', 'VOTERS', 'AFFINITY_SETTINGS', 'RUN_SCHEDULES', 'PITI_RUN_SCHEDULES', 'EVAL_VERSION',
+           'pipeline_root', 'synth_data', 'shipped_source', 'source_dir', 'source_run', 'adopt_source',
+           'adopt_source_cli', 'ship_source', 'ship_source_cli', 'piti_source_dir', 'piti_source_run', 'data_root',
+           'image_size', 'dataset', 'source_for', 'piti_source_for', 'target_subset', 'segmenter', 'segmenter_cached',
+           'source_mask', 'affinity_path', 'training_free_fid', 'affinity', 'RunSpec', 'run_dir', 'run_spec',
+           'transfer_run', 'convergence_step', 'fid_curve', 'run_backbone', 'evaluate_run', 'build_shared',
+           'build_affinities', 'run_row', 'run_plan']
 
 # %% ../nbs/60_pipeline.ipynb #7486200d
 DATA_PRESETS = dict(quick=dict(n_train=64, n_val=16, size=32), standard=dict(n_train=1000, n_val=200, size=64))
@@ -227,6 +228,10 @@ def source_for(like: str, preset: str = 'quick', roots: dict | None = None, prog
     "The (cached) source model of `like` at `preset`: `source_run` on `data_root(like, preset, roots)`."
     return source_run(like, preset, data=roots[like] if roots and roots.get(like) else None, progress=progress, device=device)
 
+def piti_source_for(like: str, preset: str = 'quick', roots: dict | None = None, progress: bool = False, device: str = 'auto') -> Path:
+    "The (cached) PITI source model of `like` at `preset`: `piti_source_run` on `data_root(like, preset, roots)`."
+    return piti_source_run(like, preset, data=roots[like] if roots and roots.get(like) else None, progress=progress, device=device)
+
 # %% ../nbs/60_pipeline.ipynb #293026a6
 def target_subset(like: str, preset: str = 'quick', n_images: int | None = 100, seed: int = 0, roots: dict | None = None) -> list[str] | None:
     "Names of the cached few-shot training subset of `n_images` (None: the whole training split)."
@@ -351,6 +356,7 @@ class RunSpec:
     residual: bool | None = None
     cat_init: bool | None = None
     overrides: tuple = ()                # extra TransferConfig/TrainConfig fields as (key, value) pairs, e.g. (('eval_every', 2),)
+    backbone: str = 'oasis'              # 'oasis' (cat_nb.transfer.METHODS) | 'piti' (cat_nb.transfer_piti.PITI_METHODS)
 
     def __post_init__(self): object.__setattr__(self, 'affinity', self.resolved_affinity())   # RunSpec('cat') == RunSpec('cat', 'combination')
 
@@ -359,6 +365,8 @@ class RunSpec:
 
     def resolved_affinity(self) -> str | None:
         "The affinity the run starts from: the given one, 'combination' for CAT, 'random' for methods starting from a random layer, None for scratch."
+        if self.backbone == 'piti': return self._piti_affinity()
+        if self.backbone != 'oasis': raise ValueError(f"unknown backbone {self.backbone!r}; choose 'oasis' or 'piti'")
         from cat_nb.transfer import METHODS
         if self.method not in METHODS: raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
         spec = METHODS[self.method]
@@ -371,18 +379,53 @@ class RunSpec:
         if self.affinity not in (None, 'random'): raise ValueError(f"method {self.method!r} (cat_init={self.cat_init}) starts from a random affinity; got affinity={self.affinity!r}")
         return 'random'
 
+    def _piti_affinity(self) -> str | None:
+        from cat_nb.transfer_piti import PITI_METHODS
+        if self.method not in PITI_METHODS: raise ValueError(f"unknown PITI method {self.method!r}; choose from {', '.join(PITI_METHODS)}")
+        if any(v is not None for v in (self.freeze_d, self.two_stages, self.residual)):
+            raise ValueError("freeze_d, two_stages and residual are OASIS switches; a PITI run's method says what trains (PITI_METHODS)")
+        a = PITI_METHODS[self.method].affinity
+        if a == 'none':                                          # the first encoder layer re-initialised: no affinity at all
+            if self.affinity or self.training_free: raise ValueError(f"PITI method {self.method!r} has no affinity layer: no affinity, no training-free mode")
+            return None
+        if self.training_free or (a == 'given' and self.cat_init is not False): return self.affinity or 'combination'
+        if self.affinity not in (None, 'random'): raise ValueError(f"PITI method {self.method!r} starts from a random affinity; got affinity={self.affinity!r}")
+        return 'random'
+
+    @property
+    def pretrained(self) -> bool:
+        "Whether the run starts from a source model (every PITI method does)."
+        if self.backbone == 'piti': return True
+        from cat_nb.transfer import METHODS
+        return METHODS[self.method].pretrained
+
     def given_affinity(self) -> str | None:
         "The cached affinity (`affinity`) the run reads; None when the transfer makes its own random layer, or has no source model."
-        from cat_nb.transfer import METHODS
-        given = self.training_free or (METHODS[self.method].affinity == 'given' and self.cat_init is not False)
+        if self.backbone == 'piti':
+            from cat_nb.transfer_piti import PITI_METHODS
+            given = self.training_free or (PITI_METHODS[self.method].affinity == 'given' and self.cat_init is not False)
+        else:
+            from cat_nb.transfer import METHODS
+            given = self.training_free or (METHODS[self.method].affinity == 'given' and self.cat_init is not False)
         return self.resolved_affinity() if given else None
 
 # %% ../nbs/60_pipeline.ipynb #e7203d92
+PITI_RUN_SCHEDULES = dict(quick=dict(eval_every=0, eval_n=8), standard=dict(eval_every=0, eval_n=50), paper=dict(eval_every=0, eval_n=500))
+
 def _run_config(spec: RunSpec, preset: str, roots: dict | None, device: str):
-    "(TransferConfig, source folder or None, A or None, data root, subset names) of a spec; builds affinities and sources on the way."
+    "(TransferConfig or CATPITIConfig, source folder or None, A or None, data root, subset names) of a spec; builds affinities and sources on the way."
     from cat_nb.transfer import transfer_config, affinity_sha, METHODS
     check_like(spec.source); check_like(spec.target)
     aff = spec.given_affinity()
+    if spec.backbone == 'piti':
+        from cat_nb.transfer_piti import piti_transfer_config
+        src = piti_source_for(spec.source, preset, roots, device=device)
+        A = affinity(spec.source, spec.target, aff, preset, spec.seed, spec.n_images, roots, device).A if aff else None
+        prov = f'{aff}:sha={affinity_sha(A)}' if aff else f'random:{spec.seed}' if spec.resolved_affinity() == 'random' else ''
+        ov = {**PITI_RUN_SCHEDULES.get(preset, {}), **dict(spec.overrides)}
+        cfg = piti_transfer_config(spec.method, spec.target, RunDir(src).config['model'], preset, affinity=prov, affinity_seed=spec.seed,
+                                   seed=spec.seed, training_free=spec.training_free, **({'cat_init': spec.cat_init} if spec.cat_init is not None else {}), **ov)
+        return cfg, src, A, data_root(spec.target, preset, roots), target_subset(spec.target, preset, spec.n_images, roots=roots)
     src = source_for(spec.source, preset, roots, device=device) if METHODS[spec.method].pretrained else None
     A, prov = None, ''
     if aff:
@@ -400,7 +443,8 @@ def _run_config(spec: RunSpec, preset: str, roots: dict | None, device: str):
 def _folder(spec: RunSpec, preset: str, cfg, src, root: Path, names) -> Path:
     key = dict(cfg=to_jsonable(cfg), data=str(root.resolve()), subset=names, source=str(src.resolve()) if src else None)
     aff = spec.resolved_affinity() or 'none'                        # no source model (scratch): one folder whatever the spec's source
-    return pipeline_root()/'transfer'/(f"{spec.source if src else 'none'}2{spec.target}_{spec.method}{'_tf' if spec.training_free else ''}_{aff}"
+    if spec.backbone != 'oasis': key['backbone'] = spec.backbone    # OASIS folders keep their names
+    return pipeline_root()/'transfer'/(f"{'piti_' if spec.backbone == 'piti' else ''}{spec.source if src else 'none'}2{spec.target}_{spec.method}{'_tf' if spec.training_free else ''}_{aff}"
                                        f"_{preset}_n{spec.n_images or 'all'}_s{spec.seed}_{config_hash(key)}")
 
 def run_dir(spec: RunSpec, preset: str = 'quick', roots: dict | None = None, device: str = 'auto') -> Path:
@@ -410,7 +454,7 @@ def run_dir(spec: RunSpec, preset: str = 'quick', roots: dict | None = None, dev
 
 def run_spec(spec: RunSpec, preset: str = 'quick', roots: dict | None = None, device: str = 'auto', progress: bool = False) -> Path:
     "Train (or resume, or just return) the cached run of `spec`; its folder gets `done.json` when finished."
-    from cat_nb.transfer import transfer
+    from cat_nb.cat import transfer
     cfg, src, A, root, names = _run_config(spec, preset, roots, device)
     out = _folder(spec, preset, cfg, src, root, names)
     if _done(out) is not None: return out
@@ -425,9 +469,10 @@ def run_spec(spec: RunSpec, preset: str = 'quick', roots: dict | None = None, de
 def transfer_run(source: str, target: str, method: str = 'cat', preset: str = 'quick', seed: int = 0, n_images: int | None = 100,
                  affinity: str | None = None, training_free: bool = False, freeze_d: bool | int | None = None, two_stages: bool | None = None,
                  residual: bool | None = None, cat_init: bool | None = None, roots: dict | None = None, device: str = 'auto',
-                 progress: bool = False, **overrides) -> Path:
+                 progress: bool = False, backbone: str = 'oasis', **overrides) -> Path:
     "The cached run folder of one transfer (`RunSpec` fields as arguments; `overrides`: TransferConfig/TrainConfig fields), trained or resumed on demand."
-    spec = RunSpec(source, target, method, affinity, training_free, seed, n_images, freeze_d, two_stages, residual, cat_init, tuple(sorted(overrides.items())))
+    spec = RunSpec(source, target, method, affinity, training_free, seed, n_images, freeze_d, two_stages, residual, cat_init,
+                   tuple(sorted(overrides.items())), backbone)
     return run_spec(spec, preset, roots, device, progress)
 
 # %% ../nbs/60_pipeline.ipynb #372a9781
@@ -448,6 +493,10 @@ def fid_curve(run) -> list[tuple[int, float]]:
 # %% ../nbs/60_pipeline.ipynb #b4d3bca8
 EVAL_VERSION = 1
 
+def run_backbone(cfg: dict) -> str:
+    "'piti' or 'oasis': the backbone of a transfer run from its config.json (a PITI model config has a `kind`)."
+    return 'piti' if 'kind' in cfg.get('train', {}).get('model', {}) else 'oasis'
+
 def evaluate_run(run, preset: str = 'quick', roots: dict | None = None, device: str = 'auto', tol: float = 0.05,
                  progress: bool = False) -> dict:
     "Cached {fid, kid, kid_std, miou, miou_real, pixel_acc, iterations, ...} of a finished transfer run on the target val split."
@@ -455,13 +504,19 @@ def evaluate_run(run, preset: str = 'quick', roots: dict | None = None, device: 
     from cat_nb.data import fingerprint
     run = Path(run); done = _done(run)
     if done is None: raise RuntimeError(f"{run} is not a finished transfer run (no done.json): call transfer_run first")
-    cfg = RunDir(run).config; target = cfg['train']['model']['like']
+    cfg = RunDir(run).config; target = cfg['train']['like'] if run_backbone(cfg) == 'piti' else cfg['train']['model']['like']
     val, seg = dataset(target, preset, 'val', roots=roots), segmenter(target, preset, roots, device)
     key = to_jsonable(dict(v=EVAL_VERSION, val=fingerprint(val), seg=[seg.description, seg.val['miou']], ckpt=RunDir(run).latest_checkpoint().name))
     p, it = run/'pipeline_eval.json', convergence_step(fid_curve(run), tol) if not cfg['training_free'] else 0
     if p.exists() and (old := json.loads(p.read_text())).get('key') == key: return {**old, 'iterations': it}
-    G, _ = load_transfer(run, device)
-    r = evaluate_generator(G, val, ('fid', 'kid', 'miou'), seed=0, device=device, progress=progress, segmenter=seg)
+    if run_backbone(cfg) == 'piti':
+        from cat_nb.transfer_piti import load_piti_transfer
+        from cat_nb.metrics import evaluate
+        G, pc = load_piti_transfer(run, device)
+        r = evaluate(pc.backbone.generate_fn(G, device), val, ('fid', 'kid', 'miou'), segmenter=seg, seed=0, device=device, progress=progress)
+    else:
+        G, _ = load_transfer(run, device)
+        r = evaluate_generator(G, val, ('fid', 'kid', 'miou'), seed=0, device=device, progress=progress, segmenter=seg)
     ends = [m for m in RunDir(run).metrics() if m.get('event') == 'end']
     res = dict(key=key, fid=r['fid'], kid=r['kid'], kid_std=r['kid_std'], miou=r['miou'], miou_real=r['miou_real'],
                pixel_acc=r['pixel_acc'], n_val=r['n_val'], steps=done['step'], eval_seconds=r['seconds'],
@@ -484,21 +539,25 @@ def _side_by_side(fn, jobs: list, preset: str, roots, device: str, workers: int,
 def _build_one(kind: str, like: str, preset: str, roots, device) -> float:
     t0 = time.perf_counter()
     if kind == 'source': source_for(like, preset, roots, device=device)
+    elif kind == 'piti_source': piti_source_for(like, preset, roots, device=device)
     else: segmenter(like, preset, roots, device)
     return round(time.perf_counter() - t0, 1)
 
 def build_shared(sources, targets=(), preset: str = 'quick', roots: dict | None = None, device: str = 'auto', workers: int = 0,
-                 progress: bool = False, executor: Executor | None = None) -> dict:
+                 progress: bool = False, executor: Executor | None = None, piti_sources=()) -> dict:
     """Train the missing source models of `sources` and evaluation segmenters of `sources` + `targets` side by side: `workers`
     processes (default `default_workers`), one thread each on the CPU, source models first, or the jobs of `executor` (`cat_nb.executors`).
     {(kind, like): seconds} of what it built."""
     data = lambda l: roots[l] if roots and roots.get(l) else None
     for l in dict.fromkeys([*sources, *targets]): data_root(l, preset, roots)          # SynthScenes sets here, not in racing workers
     todo = [('source', l) for l in dict.fromkeys(sources) if _done(source_dir(l, preset, data=data(l))[0]) is None]
+    todo += [('piti_source', l) for l in dict.fromkeys(piti_sources) if _done(piti_source_dir(l, preset, data=data(l))[0]) is None]
     todo += [('segmenter', l) for l in dict.fromkeys([*sources, *targets]) if not segmenter_cached(l, preset, roots)]
     if progress and todo: print(f"building {', '.join(f'{k} {l}' for k, l in todo)} ({preset}) ...", flush=True)
-    where = lambda j: (source_dir(j[1], preset, data=data(j[1]))[0] if j[0] == 'source' else _segmenter_folder(j[1], preset, roots))/'slurm'
-    ddp = lambda j: (source_for, (j[1], preset, roots, False, device)) if j[0] == 'source' else None
+    where = lambda j: (source_dir(j[1], preset, data=data(j[1]))[0] if j[0] == 'source' else piti_source_dir(j[1], preset, data=data(j[1]))[0]
+                       if j[0] == 'piti_source' else _segmenter_folder(j[1], preset, roots))/'slurm'
+    ddp = lambda j: (source_for, (j[1], preset, roots, False, device)) if j[0] == 'source' else (piti_source_for, (j[1], preset, roots, False, device)) \
+        if j[0] == 'piti_source' else None
     return _side_by_side(_build_one, todo, preset, roots, device, workers, executor, 'sources and segmenters', where, ddp)
 
 def _build_affinity(source, target, method, seed, n_images, preset, roots, device) -> float:
@@ -529,11 +588,16 @@ def build_affinities(jobs, preset: str = 'quick', roots: dict | None = None, dev
 def run_row(spec: RunSpec, preset: str, run: Path, ev: dict) -> dict:
     "One long-format row: what was run and what it measured."
     from cat_nb.transfer import transfer_config_from_dict
-    cfg = transfer_config_from_dict(RunDir(run).config)
+    raw = RunDir(run).config
+    if run_backbone(raw) == 'piti':
+        sw = dict(freeze_d=None, two_stages=False, residual=False, cat_init=raw['cat_init'], iters=0 if spec.training_free else raw['train']['iters'])
+    else:
+        cfg = transfer_config_from_dict(raw)
+        sw = dict(freeze_d=cfg.freeze_d, two_stages=len(cfg.stages) > 1 and not cfg.training_free, residual=cfg.residual,
+                  cat_init=cfg.cat_init, iters=0 if spec.training_free else cfg.train.iters)
     return dict(direction=spec.direction, source=spec.source, target=spec.target, method=spec.method,
                 affinity=spec.resolved_affinity() or 'none', training_free=spec.training_free, seed=spec.seed,
-                n_images=spec.n_images, freeze_d=cfg.freeze_d, two_stages=len(cfg.stages) > 1 and not cfg.training_free,
-                residual=cfg.residual, cat_init=cfg.cat_init, iters=0 if spec.training_free else cfg.train.iters, preset=preset,
+                n_images=spec.n_images, **sw, backbone=spec.backbone, preset=preset,
                 fid=ev['fid'], kid=ev['kid'], miou=ev['miou'], miou_real=ev['miou_real'], iterations=ev['iterations'],
                 train_seconds=ev.get('train_seconds'), eval_seconds=ev.get('eval_seconds'), run=str(run))
 
@@ -550,10 +614,10 @@ def run_plan(specs, preset: str = 'quick', roots: dict | None = None, device: st
     train go to `executor` (default: `LocalExecutor(workers, device)`; `cat_nb.executors`), cached ones are read in this process."""
     import pandas as pd
     from tqdm.auto import tqdm
-    from cat_nb.transfer import METHODS
     specs = list(specs)
     workers = workers or default_workers(device)
-    build_shared([s.source for s in specs if METHODS[s.method].pretrained], [s.target for s in specs], preset, roots, device, workers, progress, executor)
+    build_shared([s.source for s in specs if s.pretrained and s.backbone == 'oasis'], [s.target for s in specs], preset, roots, device, workers,
+                 progress, executor, piti_sources=[s.source for s in specs if s.backbone == 'piti'])
     build_affinities([(s.source, s.target, a, s.seed, s.n_images) for s in specs if (a := s.given_affinity())], preset, roots, device, workers,
                      progress, executor)
     dirs, spec_dirs = {}, []
@@ -566,7 +630,7 @@ def run_plan(specs, preset: str = 'quick', roots: dict | None = None, device: st
         except Exception as e: errors[s] = e
     todo = sorted(((d, s) for d, s in dirs.items() if s not in cached), key=lambda ds: _longest_first(ds[1]))
     r, e = (executor or LocalExecutor(workers, device)).run(
-        [Job(f'run {s.direction} {s.method}/{s.resolved_affinity()} seed {s.seed} ({d.name})', _execute, (s, preset, roots, device), d/'slurm',
+        [Job(f"run {s.direction} {'PITI ' if s.backbone == 'piti' else ''}{s.method}/{s.resolved_affinity()} seed {s.seed} ({d.name})", _execute, (s, preset, roots, device), d/'slurm',
              key=s, ddp=(run_spec, (s, preset, roots, device))) for d, s in todo], f'runs ({preset})', progress)
     rows |= r; errors |= e
     if errors:

@@ -14,21 +14,23 @@ from .core import atomic_write
 from .pipeline import RunSpec, AFFINITIES
 
 # %% auto #0
-__all__ = ['SHORT', 'DIRECTIONS', 'TABLE2_METHODS', 'METHOD_LABELS', 'AFFINITY_LABELS', 'PLANS', 'FINETUNE_REPORTS',
-           'TABLE4_ROWS', 'SPECS', 'STANDARD_COSTS', 'MICROBENCH_ITER_S', 'METRICS', 'RUN_COLUMNS', 'PAPER_NOTE',
-           'split_direction', 'direction_label', 'paper_numbers', 'schedule', 'plan', 'shared_likes', 'specs_table1',
-           'specs_table2', 'specs_table3', 'specs_table4', 'specs_figure3', 'specs_figure4', 'unique_specs',
-           'report_work', 'estimate_plan', 'aggregate', 'fmt', 'paper_table', 'compare', 'rank_agreement', 'data_label',
-           'comparison_markdown', 'save_runs', 'save_markdown', 'table_report', 'bar_comparison', 'sample_grid_figure',
-           'sweep_figure', 'ground_truth', 'init_agreement', 'plot_agreement', 'notebook_sha', 'mark_finished',
-           'notebook_title', 'parse_literal', 'write_summary']
+__all__ = ['SHORT', 'DIRECTIONS', 'TABLE2_METHODS', 'METHOD_LABELS', 'AFFINITY_LABELS', 'TABLE5_METHODS', 'PLANS',
+           'FINETUNE_REPORTS', 'PITI_REPORTS', 'TABLE4_ROWS', 'SPECS', 'STANDARD_COSTS', 'MICROBENCH_ITER_S', 'METRICS',
+           'RUN_COLUMNS', 'PAPER_NOTE', 'split_direction', 'direction_label', 'paper_numbers', 'schedule', 'plan',
+           'shared_likes', 'specs_table1', 'specs_table2', 'specs_table3', 'specs_table4', 'specs_figure3',
+           'specs_figure4', 'specs_table5', 'unique_specs', 'report_work', 'estimate_plan', 'aggregate', 'fmt',
+           'paper_table', 'compare', 'rank_agreement', 'data_label', 'comparison_markdown', 'save_runs',
+           'save_markdown', 'table_report', 'bar_comparison', 'sample_grid_figure', 'sweep_figure', 'ground_truth',
+           'init_agreement', 'plot_agreement', 'notebook_sha', 'mark_finished', 'notebook_title', 'parse_literal',
+           'write_summary']
 
 # %% ../nbs/61_reports.ipynb #f6c4c540
 SHORT = dict(ade20k='ADE', cocostuff='COCO', cityscapes='Cityscapes')
 DIRECTIONS = ('cocostuff->ade20k', 'ade20k->cocostuff', 'ade20k->cityscapes', 'cocostuff->cityscapes')   # the paper's four
 TABLE2_METHODS = ('scratch', 'transfergan', 'freezed', 'minegan', 'bsa', 'cgantransfer', 'cat')
 METHOD_LABELS = dict(scratch='From scratch', transfergan='TransferGAN', freezed='FreezeD', minegan='MineGAN', bsa='BSA',
-                     cgantransfer='cGAN-Transfer', cat='CAT', **{'cat-random': 'CAT, random affinity'})
+                     cgantransfer='cGAN-Transfer', cat='CAT', **{'cat-random': 'CAT, random affinity', 'from-glide': 'From GLIDE',
+                     'finetune-all': 'Finetune all', 'fixdec': 'FixDec', 'fixdec-prompts': 'FixDec + prompts'})
 AFFINITY_LABELS = dict(random='Random', text='Text-based', segmentation='Segmentation', vision='Self-supervised / vision features',
                        combination='Combination', none='-')
 
@@ -58,8 +60,8 @@ _T2 = {  # Table 2: transfer methods, 100 target images; columns COCO→ADE, ADE
            'bsa': ((70.1, 25.9), (94.2, 12.8), (76.3, 51.6), (65.7, 59.1)),
            'cgantransfer': ((64.9, 26.2), (89.8, 15.0), (63.6, 61.7), (57.3, 58.9)),
            'cat': ((40.9, 31.4), (53.7, 17.4), (51.4, 66.1), (47.0, 68.1))},
- 'PITI': {'piti-from-glide': ((59.8, 2.0), (104.9, 0.3), (74.5, 9.5), (74.5, 9.5)),
-          'piti-finetune-all': ((56.8, 14.2), (83.7, 0.1), (86.1, 17.2), (70.8, 36.7)),
+ 'PITI': {'from-glide': ((59.8, 2.0), (104.9, 0.3), (74.5, 9.5), (74.5, 9.5)),
+          'finetune-all': ((56.8, 14.2), (83.7, 0.1), (86.1, 17.2), (70.8, 36.7)),
           'cat': ((40.7, 22.3), (46.8, 7.5), (62.7, 27.3), (54.7, 39.9))}}
 _T3 = {  # Table 3: training-free transfer (last row: combination + finetuning, italic in the paper)
  'OASIS': {'random': ((216.0, 0.5), (270.8, 0.1)), 'text': ((44.6, 23.9), (57.8, 15.2)), 'segmentation': ((47.0, 22.8), (64.5, 12.1)),
@@ -72,6 +74,9 @@ _T4 = {  # Table 4: OASIS ablation; key = (FreezeD, 2 stages, residual branches,
  (True, True, False, False): ((55.9, 28.6), (83.4, 15.2)),
  (True, True, True, False): ((55.2, 29.4), (79.9, 15.7)),
  (True, True, True, True): ((40.9, 31.4), (53.7, 17.4))}
+_T5 = {  # Table 5: PITI ablation, rows (FixDec, prompts, CAT) as cat_nb.transfer_piti methods
+ 'finetune-all': ((56.5, 13.5), (85.0, 0.1)), 'fixdec': ((52.4, 13.6), (79.0, 1.4)), 'fixdec-prompts': ((51.1, 14.1), (78.9, 1.3)),
+ 'cat': ((40.7, 22.3), (46.8, 7.5))}
 _F4 = {'fid_gain_25': 30.1, 'fid_gain_50': 19.1, 'fid_gain_400': 5.6, 'full_ade_fid': 29.8, 'full_ade_miou': 48.6}
 
 def paper_numbers() -> pd.DataFrame:
@@ -93,6 +98,8 @@ def paper_numbers() -> pd.DataFrame:
             for d, v in zip((_C2A, _A2C), cols): add('table3', arch, d, 'cat', aff.split('+')[0], not ft, v)
     for sw, cols in _T4.items():
         for d, v in zip((_C2A, _A2C), cols): add('table4', 'OASIS', d, 'cat', 'combination' if sw[3] else 'random', False, v, sw=sw)
+    for m, cols in _T5.items():
+        for d, v in zip((_C2A, _A2C), cols): add('table5', 'PITI', d, m, 'combination' if m == 'cat' else 'none', False, v)
     for k, v in _F4.items():
         metric, _, n = k.rpartition('_')
         rows.append(dict(table='figure4', arch='OASIS', direction=_C2A, method='cat', affinity='combination', training_free=False,
@@ -101,6 +108,7 @@ def paper_numbers() -> pd.DataFrame:
 
 # %% ../nbs/61_reports.ipynb #dda92311
 _ALL_DIRS, _PAIR = list(DIRECTIONS), [_C2A, _A2C]
+TABLE5_METHODS = ('finetune-all', 'fixdec', 'fixdec-prompts', 'cat')      # Table 5's rows; the first and last are Table 2's PITI rows
 PLANS = {
  'table1': dict(quick=dict(directions=_PAIR, affinities=list(AFFINITIES), seeds=[0], n_images=8, spread_affinities=list(AFFINITIES)),
                 standard=dict(directions=_PAIR, affinities=list(AFFINITIES), seeds=[0, 1, 2], n_images=100, spread_affinities=['random', 'combination']),
@@ -120,12 +128,16 @@ PLANS = {
  'figure4': dict(quick=dict(directions=[_C2A], sizes=[2, 4, 8], seeds=[0], eval_every=2),
                  standard=dict(directions=[_C2A], sizes=[25, 50, 100, 200, 400], seeds=[0], eval_every=50),
                  paper=dict(directions=[_C2A], sizes=[25, 50, 100, 200, 400], seeds=[0], eval_every=2000)),
+ 'table5': dict(quick=dict(directions=[_A2C], methods=list(TABLE5_METHODS), seeds=[0], n_images=8),
+                standard=dict(directions=_PAIR, methods=list(TABLE5_METHODS), seeds=[0], n_images=100),
+                paper=dict(directions=_PAIR, methods=list(TABLE5_METHODS), seeds=[0], n_images=100)),
  'affinity': dict(quick=dict(directions=_ALL_DIRS, affinities=list(AFFINITIES), n_images=8),
                   standard=dict(directions=_ALL_DIRS, affinities=list(AFFINITIES), n_images=100),
                   paper=dict(directions=_ALL_DIRS, affinities=list(AFFINITIES), n_images=100)),
 }
 
-FINETUNE_REPORTS = ('table1', 'table2', 'table3', 'table4', 'figure3', 'figure4')
+FINETUNE_REPORTS = ('table1', 'table2', 'table3', 'table4', 'figure3', 'figure4')     # OASIS
+PITI_REPORTS = ('table5',)
 
 def schedule(preset: str) -> dict:
     "The transfer schedule the pipeline runs at `preset`: `TRANSFER_PRESETS` with the pipeline's `RUN_SCHEDULES` on top."
@@ -144,7 +156,12 @@ def plan(report: str, preset: str, iters: int | None = None, **given) -> dict:
     for d in p.get('directions', []): split_direction(d)
     for a in p.get('affinities', []):
         if a not in AFFINITIES: raise ValueError(f"unknown affinity {a!r}; choose from {', '.join(AFFINITIES)}")
-    if report in FINETUNE_REPORTS:
+    if report in PITI_REPORTS:
+        from cat_nb.transfer_piti import PITI_METHODS
+        if bad := [m for m in p['methods'] if m not in PITI_METHODS]: raise ValueError(f"unknown PITI method(s) {bad}; choose from {', '.join(PITI_METHODS)}")
+        if iters is not None and iters < 1: raise ValueError(f"iters must be >= 1, got {iters}")
+        p['overrides'] = (('iters', int(iters)),) if iters is not None else ()
+    elif report in FINETUNE_REPORTS:
         p['overrides'] = ()
         if iters is not None:
             if iters < 1: raise ValueError(f"iters must be >= 1, got {iters}")
@@ -202,7 +219,13 @@ def specs_figure4(directions, sizes, seeds, eval_every=None, overrides=()) -> li
     return [RunSpec(*split_direction(d), m, seed=s, n_images=n, overrides=ov)
             for d in directions for n in sizes for m in ('cat-random', 'cat') for s in seeds]
 
-SPECS = dict(table1=specs_table1, table2=specs_table2, table3=specs_table3, table4=specs_table4, figure3=specs_figure3, figure4=specs_figure4)
+def specs_table5(directions, methods, seeds, n_images, overrides=()) -> list[RunSpec]:
+    "Table 5 (and Table 2's PITI rows): the PITI ablation, one `cat_nb.transfer_piti.PITI_METHODS` method per row."
+    return [RunSpec(*split_direction(d), m, seed=s, n_images=n_images, overrides=overrides, backbone='piti')
+            for d in directions for m in methods for s in seeds]
+
+SPECS = dict(table1=specs_table1, table2=specs_table2, table3=specs_table3, table4=specs_table4, figure3=specs_figure3, figure4=specs_figure4,
+             table5=specs_table5)
 
 # %% ../nbs/61_reports.ipynb #057e8d69
 STANDARD_COSTS = dict(iter_s=dict(residual=0.65, baseline=0.5, scratch=0.45), eval_s=30.0, image_s=0.17, tf_s=30.0,
@@ -271,10 +294,10 @@ def paper_table(table: str, arch: str = 'OASIS') -> pd.DataFrame:
     keys = ['direction', 'method', 'affinity', 'training_free', 'freeze_d', 'two_stages', 'residual', 'cat_init', 'n_images']
     return P.pivot_table(index=keys, columns='metric', values='value', dropna=False).reset_index().dropna(subset=['fid'])
 
-def compare(agg: pd.DataFrame, table: str, keys) -> pd.DataFrame:
-    "Our aggregate next to the paper's numbers of `table` on `keys` (rows the paper lacks get NaN), with ranks per direction."
+def compare(agg: pd.DataFrame, table: str, keys, arch: str = 'OASIS') -> pd.DataFrame:
+    "Our aggregate next to the paper's numbers of `table` (`arch` rows) on `keys` (rows the paper lacks get NaN), with ranks per direction."
     keys = list(keys)
-    paper = paper_table(table)[keys + ['fid', 'miou']].rename(columns=dict(fid='paper_fid', miou='paper_miou'))
+    paper = paper_table(table, arch)[keys + ['fid', 'miou']].rename(columns=dict(fid='paper_fid', miou='paper_miou'))
     for k in keys:                                                   # align dtypes (bool switches, ints)
         if k in agg and agg[k].dtype == bool: paper[k] = paper[k].astype(bool)
     out = agg.merge(paper, on=keys, how='left')
@@ -333,12 +356,13 @@ def save_markdown(name: str, out_dir, title: str, sections: list[tuple[str, str]
 
 # %% ../nbs/61_reports.ipynb #c9c911d1
 def table_report(runs: pd.DataFrame, name: str, keys, label_col: str, title: str, out_dir, preset: str, roots: dict | None = None,
-                 relabel=None, label_cols=None) -> str:
+                 relabel=None, label_cols=None, arch: str = 'OASIS', note: str = '') -> str:
     "Write `<name>.md` (ours vs the paper's `name` table, Kendall τ) and `<name>.png` from `runs`; returns the Markdown shown in the report."
-    cmp = compare(aggregate(runs, keys), name, keys)
+    cmp = compare(aggregate(runs, keys), name, keys, arch)
     if relabel is not None: cmp = relabel(cmp)
     tau = rank_agreement(cmp).to_markdown(index=False)
-    note = PAPER_NOTE.format(table=f'Table {name[-1]}', data=data_label(preset, roots), preset=preset)
+    note = PAPER_NOTE.format(table=f'Table {name[-1]}', data=data_label(preset, roots), preset=preset) + (f' {note}' if note else '')
+    if arch != 'OASIS': note = note.replace('full-size OASIS', f'full-size {arch}')
     md = comparison_markdown(cmp, keys, label_cols)
     save_markdown(name, out_dir, title, [('', note), ('Ours (mean ± std over seeds) vs the paper', md),
                                          ("Kendall's τ between our ordering and the paper's", tau)])

@@ -16,14 +16,15 @@ import torch.nn.functional as F
 
 from .core import RunDir, get_device, to_jsonable
 from .cat import AffinityLayer, resolve_init_affinity
-from .piti import PITI, PITIConfig, build_piti, load_piti_state, n_params, param_group, PARAM_GROUPS, CAT_PITI_TRAIN
+from .piti import PITI, PITIConfig, build_piti, load_piti_state, n_params, param_group, PARAM_GROUPS, CAT_PITI_TRAIN, CONV1
 from .diffusion import sample, diffusion_for
 from .piti_train import PITITrainConfig, PITITrainer, piti_train_config
 from .train import source_fingerprint, _colorize
+from .data import num_ids
 
 # %% auto #0
 __all__ = ['PITI_METHODS', 'PITI_TRANSFER', 'CATPITI', 'CATPITIConfig', 'piti_transfer_config', 'CATPITITrainer',
-           'read_piti_source', 'PITIBackbone']
+           'read_piti_source', 'PITIBackbone', 'load_piti_transfer']
 
 # %% ../nbs/51_transfer_piti.ipynb #306a247a
 class CATPITI(nn.Module):
@@ -62,7 +63,14 @@ class CATPITI(nn.Module):
         return [p for p in self.parameters() if p.requires_grad]
 
 # %% ../nbs/51_transfer_piti.ipynb #b9cd64e6
-PITI_METHODS = dict(cat=SimpleNamespace(pretrained=True, affinity='given'), **{'cat-random': SimpleNamespace(pretrained=True, affinity='random')})
+_ALL_BUT_PROMPTS = tuple(g for g in PARAM_GROUPS if g != 'prompts')
+PITI_METHODS = {   # affinity: 'given' | 'random' (CAT's layer in front of the source encoder) | 'none' (the first encoder layer re-initialised)
+    'cat': SimpleNamespace(pretrained=True, affinity='given', trainable=CAT_PITI_TRAIN, prompts=True),          # Table 5: FixDec, prompts, CAT
+    'cat-random': SimpleNamespace(pretrained=True, affinity='random', trainable=CAT_PITI_TRAIN, prompts=True),
+    'finetune-all': SimpleNamespace(pretrained=True, affinity='none', trainable=_ALL_BUT_PROMPTS, prompts=False),   # Table 2; Table 5 row 1
+    'fixdec': SimpleNamespace(pretrained=True, affinity='none', trainable=('first_layer', 'cnn_last'), prompts=False),          # Table 5 row 2
+    'fixdec-prompts': SimpleNamespace(pretrained=True, affinity='none', trainable=('first_layer', 'cnn_last', 'prompts'), prompts=True),  # row 3
+}
 PITI_TRANSFER = dict(quick=dict(iters=4, n_prompts=2), standard=dict(iters=300, n_prompts=8, ckpt_every=100, sample_every=100, log_every=10),
                      paper=dict(iters=20_000, n_prompts=8, ckpt_every=2000, sample_every=2000, log_every=100))
 
@@ -104,8 +112,12 @@ class CATPITIConfig:
         return self
 
 def piti_transfer_config(method: str, target_like: str, source_model: PITIConfig | dict, preset: str | None = None,
-                         n_prompts: int | None = None, trainable=CAT_PITI_TRAIN, **overrides) -> CATPITIConfig:
-    "A resolved CATPITIConfig: the preset's schedule, the source architecture with `n_prompts` prompts, `overrides` of either config."
+                         n_prompts: int | None = None, trainable=None, **overrides) -> CATPITIConfig:
+    "A resolved CATPITIConfig: the preset's schedule, the source architecture with `n_prompts` prompts (0 for methods without), the method's trainable groups."
+    if method not in PITI_METHODS: raise ValueError(f"unknown CAT-PITI method {method!r}; choose from {', '.join(PITI_METHODS)}")
+    spec = PITI_METHODS[method]
+    if trainable is None: trainable = spec.trainable
+    if not spec.prompts: n_prompts = 0
     sm = dataclasses.asdict(source_model) if isinstance(source_model, PITIConfig) else dict(source_model)
     preset = preset or sm['preset']
     if preset != sm['preset']: raise ValueError(f"the source model was built at preset {sm['preset']!r}; transfer it at that preset (got {preset!r})")
@@ -114,7 +126,8 @@ def piti_transfer_config(method: str, target_like: str, source_model: PITIConfig
     if n_prompts is not None: n = n_prompts
     cfields = {f.name for f in dataclasses.fields(CATPITIConfig)} - {'train', 'method', 'source_model'}
     ckw = {k: kw.pop(k) for k in list(kw) if k in cfields}
-    tc = dataclasses.replace(piti_train_config(target_like, preset, **kw), model=PITIConfig(**{**sm, 'n_prompts': n}), trainable=tuple(trainable))
+    tm = PITIConfig(**{**sm, 'n_prompts': n, **({'num_classes': num_ids(target_like)} if spec.affinity == 'none' else {})})
+    tc = dataclasses.replace(piti_train_config(target_like, preset, **kw), model=tm, trainable=tuple(trainable))
     cfg = CATPITIConfig(train=tc, method=method, source_model=sm, **{'cat_init': PITI_METHODS[method].affinity == 'given', **ckw})
     return cfg.check()
 
@@ -129,10 +142,16 @@ class CATPITITrainer(PITITrainer):
         self.b = tc.batch_size // world
         torch.manual_seed(tc.seed)                                      # identical prompts (and random affinity) on every process
         piti = build_piti(tc.model)
-        if source is not None: load_piti_state(piti, source['EMA'])    # the prompts stay freshly drawn: the source has none
-        A = resolve_init_affinity(cfg, affinity) if source is not None else np.full((cfg.n_target, cfg.n_source), 1 / cfg.n_source, np.float32)
-        self.model = CATPITI(piti, cfg.n_target, A).to(self.device)
-        self.params = self.model.set_trainable(tc.trainable, cfg.train_affinity)
+        if cfg.spec.affinity == 'none':                                 # no CAT: the source weights, the first encoder layer re-initialised
+            if source is not None:
+                fresh = piti.state_dict()
+                load_piti_state(piti, {**source['EMA'], **{k: fresh[k] for k in (CONV1, CONV1.replace('weight', 'bias')) if k in fresh}})
+            self.model = piti.to(self.device); self.params = piti.set_trainable(tc.trainable)
+        else:
+            if source is not None: load_piti_state(piti, source['EMA'])    # the prompts stay freshly drawn: the source has none
+            A = resolve_init_affinity(cfg, affinity) if source is not None else np.full((cfg.n_target, cfg.n_source), 1 / cfg.n_source, np.float32)
+            self.model = CATPITI(piti, cfg.n_target, A).to(self.device)
+            self.params = self.model.set_trainable(tc.trainable, cfg.train_affinity)
         self.trainable_names = [n for n, p in self.model.named_parameters() if p.requires_grad]
         self.EMA = copy.deepcopy(self.model).requires_grad_(False)
         ema = dict(self.EMA.named_parameters()); self.ema_params = [ema[n] for n in self.trainable_names]
@@ -198,3 +217,13 @@ class PITIBackbone:
     def start_info(self, tr, cfg, n_train: int) -> dict:
         return dict(params=n_params(tr.model), trainable=sum(p.numel() for p in tr.params), trainable_groups=list(cfg.train.trainable),
                     train_affinity=cfg.train_affinity)
+
+# %% ../nbs/51_transfer_piti.ipynb #8c7534ff
+def load_piti_transfer(run, device='auto', which: str = 'EMA') -> tuple[nn.Module, CATPITIConfig]:
+    "(model in eval mode, CATPITIConfig) of a CAT-PITI run folder's newest checkpoint; the model takes target label ids (sample with `cfg.backbone`)."
+    run = RunDir(run); ck = run.latest_checkpoint()
+    if ck is None: raise FileNotFoundError(f"{run.path} holds no checkpoint yet")
+    if which not in ('EMA', 'model'): raise ValueError(f"which must be 'EMA' or 'model', got {which!r}")
+    cfg = CATPITIConfig(**{k: v for k, v in run.config.items() if k in {f.name for f in dataclasses.fields(CATPITIConfig)}})
+    tr = CATPITITrainer(cfg, None, None, 'cpu'); tr.load(run.load_latest('cpu'), str(ck))
+    return getattr(tr, which).to(get_device(device)).eval(), cfg
