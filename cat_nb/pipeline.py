@@ -21,13 +21,13 @@ from .executors import Job, Executor, LocalExecutor, default_workers
 from .affinity_vision import FEATURES_VERSION
 
 # %% auto #0
-__all__ = ['DATA_PRESETS', 'AFFINITIES', 'VOTERS', 'AFFINITY_SETTINGS', 'RUN_SCHEDULES', 'PITI_RUN_SCHEDULES', 'EVAL_VERSION',
-           'pipeline_root', 'synth_data', 'shipped_source', 'source_dir', 'source_run', 'adopt_source',
-           'adopt_source_cli', 'ship_source', 'ship_source_cli', 'piti_source_dir', 'piti_source_run', 'data_root',
-           'image_size', 'dataset', 'source_for', 'piti_source_for', 'target_subset', 'segmenter', 'segmenter_cached',
-           'source_mask', 'affinity_path', 'training_free_fid', 'affinity', 'RunSpec', 'run_dir', 'run_spec',
-           'transfer_run', 'convergence_step', 'fid_curve', 'run_backbone', 'evaluate_run', 'build_shared',
-           'build_affinities', 'run_row', 'run_plan']
+__all__ = ['DATA_PRESETS', 'PITI_EVAL_VERSION', 'AFFINITIES', 'VOTERS', 'AFFINITY_SETTINGS', 'RUN_SCHEDULES',
+           'PITI_RUN_SCHEDULES', 'EVAL_VERSION', 'pipeline_root', 'synth_data', 'shipped_source', 'source_dir',
+           'source_run', 'adopt_source', 'adopt_source_cli', 'ship_source', 'ship_source_cli', 'piti_source_dir',
+           'piti_source_run', 'piti_source_metrics', 'data_root', 'image_size', 'dataset', 'source_for',
+           'piti_source_for', 'target_subset', 'segmenter', 'segmenter_cached', 'source_mask', 'affinity_path',
+           'training_free_fid', 'affinity', 'RunSpec', 'run_dir', 'run_spec', 'transfer_run', 'convergence_step',
+           'fid_curve', 'run_backbone', 'evaluate_run', 'build_shared', 'build_affinities', 'run_row', 'run_plan']
 
 # %% ../nbs/60_pipeline.ipynb #7486200d
 DATA_PRESETS = dict(quick=dict(n_train=64, n_val=16, size=32), standard=dict(n_train=1000, n_val=200, size=64))
@@ -203,6 +203,38 @@ def piti_source_run(like: str, preset: str = 'quick', data: str | Path | None = 
     tr = train_piti(cfg, data, out, device=device, progress=progress)
     atomic_write(out/'done.json', json.dumps(dict(step=tr.step_done, data=str(data)), indent=1) + '\n')
     return out
+
+# %% ../nbs/60_pipeline.ipynb #e1f1b7be
+PITI_EVAL_VERSION = 1
+
+def piti_source_metrics(run, data, like: str, n_val: int = 0, seed: int = 0, device: str = 'auto', progress: bool = False) -> dict:
+    """FID/KID of a PITI source run's EMA model on the first `n_val` (0: all) validation maps of `data`, one sample per map with the run's
+    sampler (`sample_respacing`, `sample_guidance`), and the sampling cost (s per image); cached in RUN/source_eval.json."""
+    from cat_nb.data import SegDataset, fingerprint
+    from cat_nb.metrics import evaluate, FID_PROTOCOL
+    from cat_nb.piti import build_piti, load_piti_state
+    from cat_nb.diffusion import sample
+    rd = RunDir(run); ck = rd.latest_checkpoint()
+    if ck is None: raise FileNotFoundError(f"{run}: no checkpoint yet")
+    cfg = rd.config; m = cfg['model']; S = m['image_size']
+    val = SegDataset(data, like, 'val', size=S, train=False)
+    if n_val and len(val) > n_val: val = SegDataset(data, like, 'val', size=S, train=False, subset=list(range(n_val)))
+    key = to_jsonable(dict(v=PITI_EVAL_VERSION, protocol=FID_PROTOCOL, val=fingerprint(val), ckpt=ck.name, seed=seed,
+                           respacing=cfg['sample_respacing'], guidance=cfg['sample_guidance']))
+    p = Path(run)/'source_eval.json'
+    if p.exists() and (old := json.loads(p.read_text())).get('key') == key: return old
+    st = rd.load_latest('cpu'); from cat_nb.piti_train import PITITrainConfig
+    model = build_piti(PITITrainConfig(**{k: v for k, v in cfg.items() if k in PITITrainConfig.__dataclass_fields__}).model)
+    load_piti_state(model, st['EMA']); dev = get_device(device); model.to(dev).eval()
+    gen = lambda labels, seeds: sample(model, labels, respacing=cfg['sample_respacing'], guidance=cfg['sample_guidance'],
+                                       seed=[int(s) for s in seeds], device=dev, progress=False)
+    t0 = time.perf_counter()
+    r = evaluate(gen, val, ('fid', 'kid'), seed=seed, device=device, progress=progress)
+    res = dict(key=key, step=st['step'], fid=r['fid'], kid=r['kid'], kid_std=r['kid_std'], n_val=r['n_val'], seconds=round(time.perf_counter() - t0, 1),
+               s_per_image=round((time.perf_counter() - t0) / r['n_val'], 3), respacing=cfg['sample_respacing'], guidance=cfg['sample_guidance'],
+               threads=torch.get_num_threads(), device=str(dev))
+    atomic_write(p, json.dumps(to_jsonable(res), indent=1) + '\n')
+    return res
 
 # %% ../nbs/60_pipeline.ipynb #080ddf11
 def data_root(like: str, preset: str = 'quick', roots: dict | None = None) -> Path:
