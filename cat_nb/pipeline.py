@@ -307,18 +307,19 @@ def source_mask(like: str, preset: str = 'quick', roots: dict | None = None) -> 
         keep = np.zeros_like(m); keep[[int(k) for k in json.loads((root/'concepts.json').read_text())['classes']]] = True; m &= keep
     return m
 
-def _aff_key(source, target, method, preset, seed, n_images, roots) -> dict:
+def _aff_key(source, target, method, preset, seed, n_images, roots, subset_seed: int = 0) -> dict:
     uses_subset = method in ('segmentation', 'vision', 'combination')
     key = dict(v=1, source=source, target=target, method=method, preset=preset, seed=seed if method == 'random' else 0,
                n_images=n_images if uses_subset else None, settings=AFFINITY_SETTINGS[preset] if method in ('vision', 'combination') else None,
                roots={k: str(data_root(k, preset, roots).resolve()) for k in (source, target)} if method != 'random' else None)
     if method in ('vision', 'combination') and FEATURES_VERSION > 1: key['features_version'] = FEATURES_VERSION   # v1 keys unchanged
+    if subset_seed and uses_subset and n_images is not None: key['subset_seed'] = subset_seed           # subset 0 keys unchanged
     return key
 
 def affinity_path(source: str, target: str, method: str = 'combination', preset: str = 'quick', seed: int = 0,
-                  n_images: int | None = 100, roots: dict | None = None) -> Path:
+                  n_images: int | None = 100, roots: dict | None = None, subset_seed: int = 0) -> Path:
     "Where `affinity` caches this matrix (`.npy`, with a `.json` sidecar); computes nothing (the SynthScenes data it names excepted)."
-    return _aff_file(source, target, method, preset, _aff_key(source, target, method, preset, seed, n_images, roots))
+    return _aff_file(source, target, method, preset, _aff_key(source, target, method, preset, seed, n_images, roots, subset_seed))
 
 def _aff_file(source, target, method, preset, key) -> Path:
     return pipeline_root()/'affinity'/f'{source}2{target}_{method}_{preset}_{config_hash(key)}.npy'
@@ -327,20 +328,22 @@ def _aff_cached(path: Path) -> bool: return path.exists() and path.with_suffix('
 
 # %% ../nbs/60_pipeline.ipynb #1373f589
 def training_free_fid(source: str, target: str, A, preset: str = 'quick', n_images: int | None = 100, roots: dict | None = None,
-                      device: str = 'auto') -> float:
+                      device: str = 'auto', subset_seed: int = 0) -> float:
     "FID of the training-free CAT generator (source model + affinity `A` (C_T,C_S)) against the target few-shot subset."
     from cat_nb.transfer import training_free_generator, evaluate_generator
     G = training_free_generator(source_for(source, preset, roots, device=device), A, target, device=device)
-    ds = dataset(target, preset, 'train', target_subset(target, preset, n_images, roots=roots), roots)
+    ds = dataset(target, preset, 'train', target_subset(target, preset, n_images, subset_seed, roots), roots)
     return float(evaluate_generator(G, ds, ('fid',), device=device)['fid'])
 
 def affinity(source: str, target: str, method: str = 'combination', preset: str = 'quick', seed: int = 0,
-             n_images: int | None = 100, roots: dict | None = None, device: str = 'auto', progress: bool = False):
-    "The cached `cat_nb.affinity.Affinity` (C_T,C_S) of `method` (one of `AFFINITIES`) for `source`->`target`."
+             n_images: int | None = 100, roots: dict | None = None, device: str = 'auto', progress: bool = False, subset_seed: int = 0):
+    """The cached `cat_nb.affinity.Affinity` (C_T,C_S) of `method` (one of `AFFINITIES`) for `source`->`target`; the image-based
+    estimators read the few-shot subset of `n_images` drawn with `subset_seed` (the transfer runs use subset 0)."""
     from cat_nb.affinity import Affinity, random_affinity, majority_vote
     check_like(source); check_like(target)
     if method not in AFFINITIES: raise ValueError(f"unknown affinity {method!r}; choose from {', '.join(AFFINITIES)}")
-    st, key = AFFINITY_SETTINGS[preset], _aff_key(source, target, method, preset, seed, n_images, roots)
+    st, key = AFFINITY_SETTINGS[preset], _aff_key(source, target, method, preset, seed, n_images, roots, subset_seed)
+    few = lambda: dataset(target, preset, 'train', target_subset(target, preset, n_images, subset_seed, roots), roots)
     path = _aff_file(source, target, method, preset, key)
     if _aff_cached(path): return Affinity.load(path)
     t0 = time.perf_counter()
@@ -351,18 +354,17 @@ def affinity(source: str, target: str, method: str = 'combination', preset: str 
     elif method == 'segmentation':
         from cat_nb.affinity_vision import segmentation_affinity
         net = segmenter(source, preset, roots, device)
-        tgt = dataset(target, preset, 'train', target_subset(target, preset, n_images, roots=roots), roots)
+        tgt = few()
         aff = segmentation_affinity(net.predict_logits, tgt, target, source, device=device, progress=progress,
                                     segmenter_name=f'{net.description} (val mIoU {net.val["miou"]:.3f})')
     elif method == 'vision':
         from cat_nb.affinity_vision import feature_affinity, load_backbone
         bb = load_backbone('auto', input_size=st['input_size'], device=device, verbose=False)
-        aff = feature_affinity(bb, dataset(source, preset, 'train', roots=roots),
-                               dataset(target, preset, 'train', target_subset(target, preset, n_images, roots=roots), roots),
+        aff = feature_affinity(bb, dataset(source, preset, 'train', roots=roots), few(),
                                source, target, max_source_images=st['max_source_images'], device=device, progress=progress)
     else:
-        parts = {m: affinity(source, target, m, preset, seed, n_images, roots, device, progress) for m in VOTERS}
-        fid = {m: training_free_fid(source, target, a.A, preset, n_images, roots, device) for m, a in parts.items()}
+        parts = {m: affinity(source, target, m, preset, seed, n_images, roots, device, progress, subset_seed) for m in VOTERS}
+        fid = {m: training_free_fid(source, target, a.A, preset, n_images, roots, device, subset_seed) for m, a in parts.items()}
         aff = majority_vote(parts, fid)
     aff.meta.update(pipeline_name=method, pipeline_key=to_jsonable(key), pipeline_seconds=round(time.perf_counter() - t0, 2))
     aff.save(path)

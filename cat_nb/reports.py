@@ -131,9 +131,9 @@ PLANS = {
  'table5': dict(quick=dict(directions=[_A2C], methods=list(TABLE5_METHODS), seeds=[0], n_images=8),
                 standard=dict(directions=_PAIR, methods=list(TABLE5_METHODS), seeds=[0], n_images=100),
                 paper=dict(directions=_PAIR, methods=list(TABLE5_METHODS), seeds=[0], n_images=100)),
- 'affinity': dict(quick=dict(directions=_ALL_DIRS, affinities=list(AFFINITIES), n_images=8),
-                  standard=dict(directions=_ALL_DIRS, affinities=list(AFFINITIES), n_images=100),
-                  paper=dict(directions=_ALL_DIRS, affinities=list(AFFINITIES), n_images=100)),
+ 'affinity': dict(quick=dict(directions=_ALL_DIRS, affinities=list(AFFINITIES), n_images=8, subset_seeds=[0, 1]),
+                  standard=dict(directions=_ALL_DIRS, affinities=list(AFFINITIES), n_images=100, subset_seeds=[0, 1, 2]),
+                  paper=dict(directions=_ALL_DIRS, affinities=list(AFFINITIES), n_images=100, subset_seeds=[0])),
 }
 
 FINETUNE_REPORTS = ('table1', 'table2', 'table3', 'table4', 'figure3', 'figure4')     # OASIS
