@@ -94,7 +94,7 @@ _ENC = dict(standard=dict(cnn_channels=(32, 64, 128, 256, 256), cnn_strides=(2, 
 _PRESETS = {
     ('base', 'paper'): dict(image_size=64, label_size=256),
     ('upsample', 'paper'): dict(image_size=256, low_res=64, label_size=256, channel_mult=(1, 1, 2, 2, 4, 4), num_res_blocks=2, noise_schedule='linear'),
-    ('base', 'standard'): dict(image_size=64, label_size=64, model_channels=64, channel_mult=(1, 2, 3, 4), num_res_blocks=2, attention_px=(16, 8), **_ENC['standard']),
+    ('base', 'standard'): dict(image_size=64, label_size=64, model_channels=32, channel_mult=(1, 2, 2, 4), num_res_blocks=1, attention_px=(16, 8), **_ENC['standard']),
     ('upsample', 'standard'): dict(image_size=64, low_res=32, label_size=64, model_channels=64, channel_mult=(1, 1, 2, 4), num_res_blocks=2,
                                    attention_px=(16, 8), noise_schedule='linear', **_ENC['standard']),
     ('base', 'quick'): dict(image_size=32, label_size=32, model_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1, attention_px=(8,),
