@@ -21,14 +21,14 @@ from .executors import Job, Executor, LocalExecutor, default_workers
 from .affinity_vision import FEATURES_VERSION
 
 # %% auto #0
-__all__ = ['DATA_PRESETS', 'PITI_EVAL_VERSION', 'AFFINITIES', 'VOTERS', 'AFFINITY_SETTINGS', 'RUN_SCHEDULES',
+__all__ = ['DATA_PRESETS', 'UNCOND_LIKES', 'PITI_EVAL_VERSION', 'AFFINITIES', 'VOTERS', 'AFFINITY_SETTINGS', 'RUN_SCHEDULES',
            'PITI_RUN_SCHEDULES', 'EVAL_VERSION', 'PITI_EVAL_N', 'pipeline_root', 'synth_data', 'shipped_source',
            'source_dir', 'source_run', 'adopt_source', 'adopt_source_cli', 'ship_source', 'ship_source_cli',
-           'piti_source_dir', 'piti_source_run', 'piti_source_metrics', 'data_root', 'image_size', 'dataset',
-           'source_for', 'piti_source_for', 'target_subset', 'segmenter', 'segmenter_cached', 'source_mask',
-           'affinity_path', 'training_free_fid', 'affinity', 'RunSpec', 'run_dir', 'run_spec', 'transfer_run',
-           'convergence_step', 'fid_curve', 'run_backbone', 'evaluate_run', 'build_shared', 'build_affinities',
-           'run_row', 'run_plan']
+           'piti_source_dir', 'piti_uncond_source_dir', 'piti_uncond_source_run', 'piti_source_run',
+           'piti_source_metrics', 'data_root', 'image_size', 'dataset', 'source_for', 'piti_source_for',
+           'target_subset', 'segmenter', 'segmenter_cached', 'source_mask', 'affinity_path', 'training_free_fid',
+           'affinity', 'RunSpec', 'run_dir', 'run_spec', 'transfer_run', 'convergence_step', 'fid_curve',
+           'run_backbone', 'evaluate_run', 'build_shared', 'build_affinities', 'run_row', 'run_plan']
 
 # %% ../nbs/60_pipeline.ipynb #7486200d
 DATA_PRESETS = dict(quick=dict(n_train=64, n_val=16, size=32), standard=dict(n_train=1000, n_val=200, size=64))
@@ -194,6 +194,30 @@ def piti_source_dir(like: str, preset: str = 'quick', data: str | Path | None = 
     data = Path(data) if data is not None else synth_data(like, preset)
     cfg = piti_train_config(like, preset, **overrides)
     return pipeline_root()/'piti_source'/f'{like}_{preset}_{config_hash(dict(kind="piti", cfg=to_jsonable(cfg), data=str(data.resolve())))}', data, cfg
+
+UNCOND_LIKES = ('ade20k', 'cocostuff')       # the union of source images the label-free U-Net ("From GLIDE"'s analog) learns
+
+def piti_uncond_source_dir(preset: str = 'quick', roots: dict | None = None, **overrides) -> tuple[Path, list[Path], object]:
+    """(run folder, data roots, PITITrainConfig) of the PITI model trained WITHOUT label maps (every map the null map, `uncond_p` 1)
+    on the union of the `UNCOND_LIKES` training images: the stand-in for GLIDE in Table 2's "From GLIDE" row."""
+    from cat_nb.piti_train import piti_train_config
+    datas = [data_root(l, preset, roots) for l in UNCOND_LIKES]
+    cfg = piti_train_config('cocostuff', preset, **{'uncond_p': 1.0, **overrides})     # the largest label set: every id fits; none is read
+    key = dict(kind='piti_uncond', cfg=to_jsonable(cfg), data=[str(d.resolve()) for d in datas])
+    return pipeline_root()/'piti_source'/f'uncond_{preset}_{config_hash(key)}', datas, cfg
+
+def piti_uncond_source_run(preset: str = 'quick', roots: dict | None = None, progress: bool = False, device: str = 'auto', **overrides) -> Path:
+    "Run folder of the (cached) label-free PITI model of `piti_uncond_source_dir`; resumes a partial one."
+    import torch.utils.data as tud
+    from cat_nb.data import SegDataset
+    from cat_nb.piti_train import train_piti
+    out, datas, cfg = piti_uncond_source_dir(preset, roots, **overrides)
+    if _done(out) is not None: return out
+    m = cfg.model; size = max(m.image_size, m.label_size)
+    ds = tud.ConcatDataset([SegDataset(d, l, 'train', size=size, train=False) for d, l in zip(datas, UNCOND_LIKES)])
+    tr = train_piti(cfg, ds, out, device=device, progress=progress)
+    atomic_write(out/'done.json', json.dumps(dict(step=tr.step_done, data=[str(d) for d in datas]), indent=1) + '\n')
+    return out
 
 def piti_source_run(like: str, preset: str = 'quick', data: str | Path | None = None, progress: bool = False, device: str = 'auto',
                     **overrides) -> Path:
@@ -454,7 +478,7 @@ def _run_config(spec: RunSpec, preset: str, roots: dict | None, device: str):
     aff = spec.given_affinity()
     if spec.backbone == 'piti':
         from cat_nb.transfer_piti import piti_transfer_config
-        src = piti_source_for(spec.source, preset, roots, device=device)
+        src = piti_uncond_source_run(preset, roots, device=device) if spec.method == 'from-uncond' else piti_source_for(spec.source, preset, roots, device=device)
         A = affinity(spec.source, spec.target, aff, preset, spec.seed, spec.n_images, roots, device).A if aff else None
         prov = f'{aff}:sha={affinity_sha(A)}' if aff else f'random:{spec.seed}' if spec.resolved_affinity() == 'random' else ''
         ov = {**PITI_RUN_SCHEDULES.get(preset, {}), **dict(spec.overrides)}
@@ -579,6 +603,7 @@ def _build_one(kind: str, like: str, preset: str, roots, device) -> float:
     t0 = time.perf_counter()
     if kind == 'source': source_for(like, preset, roots, device=device)
     elif kind == 'piti_source': piti_source_for(like, preset, roots, device=device)
+    elif kind == 'piti_uncond': piti_uncond_source_run(preset, roots, device=device)
     else: segmenter(like, preset, roots, device)
     return round(time.perf_counter() - t0, 1)
 
@@ -590,13 +615,15 @@ def build_shared(sources, targets=(), preset: str = 'quick', roots: dict | None 
     data = lambda l: roots[l] if roots and roots.get(l) else None
     for l in dict.fromkeys([*sources, *targets]): data_root(l, preset, roots)          # SynthScenes sets here, not in racing workers
     todo = [('source', l) for l in dict.fromkeys(sources) if _done(source_dir(l, preset, data=data(l))[0]) is None]
-    todo += [('piti_source', l) for l in dict.fromkeys(piti_sources) if _done(piti_source_dir(l, preset, data=data(l))[0]) is None]
+    todo += [('piti_source', l) for l in dict.fromkeys(piti_sources) if l != 'uncond' and _done(piti_source_dir(l, preset, data=data(l))[0]) is None]
+    if 'uncond' in piti_sources and _done(piti_uncond_source_dir(preset, roots)[0]) is None: todo.append(('piti_uncond', 'uncond'))
     todo += [('segmenter', l) for l in dict.fromkeys([*sources, *targets]) if not segmenter_cached(l, preset, roots)]
     if progress and todo: print(f"building {', '.join(f'{k} {l}' for k, l in todo)} ({preset}) ...", flush=True)
     where = lambda j: (source_dir(j[1], preset, data=data(j[1]))[0] if j[0] == 'source' else piti_source_dir(j[1], preset, data=data(j[1]))[0]
-                       if j[0] == 'piti_source' else _segmenter_folder(j[1], preset, roots))/'slurm'
+                       if j[0] == 'piti_source' else piti_uncond_source_dir(preset, roots)[0] if j[0] == 'piti_uncond'
+                       else _segmenter_folder(j[1], preset, roots))/'slurm'
     ddp = lambda j: (source_for, (j[1], preset, roots, False, device)) if j[0] == 'source' else (piti_source_for, (j[1], preset, roots, False, device)) \
-        if j[0] == 'piti_source' else None
+        if j[0] == 'piti_source' else (piti_uncond_source_run, (preset, roots, False, device)) if j[0] == 'piti_uncond' else None
     return _side_by_side(_build_one, todo, preset, roots, device, workers, executor, 'sources and segmenters', where, ddp)
 
 def _build_affinity(source, target, method, seed, n_images, preset, roots, device) -> float:
@@ -656,7 +683,7 @@ def run_plan(specs, preset: str = 'quick', roots: dict | None = None, device: st
     specs = list(specs)
     workers = workers or default_workers(device)
     build_shared([s.source for s in specs if s.pretrained and s.backbone == 'oasis'], [s.target for s in specs], preset, roots, device, workers,
-                 progress, executor, piti_sources=[s.source for s in specs if s.backbone == 'piti'])
+                 progress, executor, piti_sources=['uncond' if s.method == 'from-uncond' else s.source for s in specs if s.backbone == 'piti'])
     build_affinities([(s.source, s.target, a, s.seed, s.n_images) for s in specs if (a := s.given_affinity())], preset, roots, device, workers,
                      progress, executor)
     dirs, spec_dirs = {}, []

@@ -53,7 +53,7 @@ class PITITrainConfig:
         if not self.trainable: raise ValueError("trainable names no parameter group: nothing would train")
         if not 0 <= self.uncond_p <= 1: raise ValueError(f"uncond_p must be in [0, 1], got {self.uncond_p}")
 
-_STD = dict(batch_size=8, iters=2400, lr=2e-4, ema_decay=0.998, log_every=25, sample_every=800, ckpt_every=200, n_samples=4)
+_STD = dict(batch_size=8, iters=2000, lr=2e-4, ema_decay=0.998, log_every=25, sample_every=800, ckpt_every=200, n_samples=4)
 _QUICK = dict(batch_size=2, iters=4, lr=1e-4, ema_decay=0.9, log_every=1, sample_every=2, ckpt_every=2, n_samples=2)
 _UP = dict(uncond_p=0.0, sample_respacing='fast27', sample_guidance=1.0)      # the upsampler never sees the null map
 _PITI_TRAIN = {

@@ -30,7 +30,8 @@ DIRECTIONS = ('cocostuff->ade20k', 'ade20k->cocostuff', 'ade20k->cityscapes', 'c
 TABLE2_METHODS = ('scratch', 'transfergan', 'freezed', 'minegan', 'bsa', 'cgantransfer', 'cat')
 METHOD_LABELS = dict(scratch='From scratch', transfergan='TransferGAN', freezed='FreezeD', minegan='MineGAN', bsa='BSA',
                      cgantransfer='cGAN-Transfer', cat='CAT', **{'cat-random': 'CAT, random affinity', 'from-glide': 'From GLIDE',
-                     'finetune-all': 'Finetune all', 'fixdec': 'FixDec', 'fixdec-prompts': 'FixDec + prompts'})
+                     'finetune-all': 'Finetune all', 'fixdec': 'FixDec', 'fixdec-prompts': 'FixDec + prompts',
+                     'from-uncond': 'From a label-free U-Net (for From GLIDE)'})
 AFFINITY_LABELS = dict(random='Random', text='Text-based', segmentation='Segmentation', vision='Self-supervised / vision features',
                        combination='Combination', none='-')
 
@@ -128,9 +129,9 @@ PLANS = {
  'figure4': dict(quick=dict(directions=[_C2A], sizes=[2, 4, 8], seeds=[0], eval_every=2),
                  standard=dict(directions=[_C2A], sizes=[25, 50, 100, 200, 400], seeds=[0], eval_every=50),
                  paper=dict(directions=[_C2A], sizes=[25, 50, 100, 200, 400], seeds=[0], eval_every=2000)),
- 'table5': dict(quick=dict(directions=[_A2C], methods=list(TABLE5_METHODS), seeds=[0], n_images=8),
-                standard=dict(directions=_PAIR, methods=list(TABLE5_METHODS), seeds=[0], n_images=100),
-                paper=dict(directions=_PAIR, methods=list(TABLE5_METHODS), seeds=[0], n_images=100)),
+ 'table5': dict(quick=dict(directions=[_A2C], methods=[*TABLE5_METHODS, 'from-uncond'], seeds=[0], n_images=8),
+                standard=dict(directions=_PAIR, methods=[*TABLE5_METHODS, 'from-uncond'], seeds=[0], n_images=100),
+                paper=dict(directions=_ALL_DIRS, methods=[*TABLE5_METHODS, 'from-uncond'], seeds=[0], n_images=100)),
  'affinity': dict(quick=dict(directions=_ALL_DIRS, affinities=list(AFFINITIES), n_images=8, subset_seeds=[0, 1]),
                   standard=dict(directions=_ALL_DIRS, affinities=list(AFFINITIES), n_images=100, subset_seeds=[0, 1, 2]),
                   paper=dict(directions=_ALL_DIRS, affinities=list(AFFINITIES), n_images=100, subset_seeds=[0])),

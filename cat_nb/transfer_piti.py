@@ -70,6 +70,8 @@ PITI_METHODS = {   # affinity: 'given' | 'random' (CAT's layer in front of the s
     'finetune-all': SimpleNamespace(pretrained=True, affinity='none', trainable=_ALL_BUT_PROMPTS, prompts=False),   # Table 2; Table 5 row 1
     'fixdec': SimpleNamespace(pretrained=True, affinity='none', trainable=('first_layer', 'cnn_last'), prompts=False),          # Table 5 row 2
     'fixdec-prompts': SimpleNamespace(pretrained=True, affinity='none', trainable=('first_layer', 'cnn_last', 'prompts'), prompts=True),  # row 3
+    # Table 2's "From GLIDE": a U-Net pretrained WITHOUT label maps (`pipeline.piti_uncond_source_run`), a semantic encoder from scratch
+    'from-uncond': SimpleNamespace(pretrained=True, affinity='none', trainable=_ALL_BUT_PROMPTS, prompts=False, decoder_only=True),
 }
 PITI_TRANSFER = dict(quick=dict(iters=4, n_prompts=2), standard=dict(iters=300, n_prompts=8, ckpt_every=100, sample_every=100, log_every=10),
                      paper=dict(iters=20_000, n_prompts=8, ckpt_every=2000, sample_every=2000, log_every=100))
@@ -145,7 +147,9 @@ class CATPITITrainer(PITITrainer):
         if cfg.spec.affinity == 'none':                                 # no CAT: the source weights, the first encoder layer re-initialised
             if source is not None:
                 fresh = piti.state_dict()
-                load_piti_state(piti, {**source['EMA'], **{k: fresh[k] for k in (CONV1, CONV1.replace('weight', 'bias')) if k in fresh}})
+                keep = [k for k in fresh if not k.startswith('decoder.')] if getattr(cfg.spec, 'decoder_only', False) else \
+                       [k for k in (CONV1, CONV1.replace('weight', 'bias')) if k in fresh]          # re-initialised: the encoder, or its first layer
+                load_piti_state(piti, {**{k: v for k, v in source['EMA'].items() if k in fresh}, **{k: fresh[k] for k in keep}})
             self.model = piti.to(self.device); self.params = piti.set_trainable(tc.trainable)
         else:
             if source is not None: load_piti_state(piti, source['EMA'])    # the prompts stay freshly drawn: the source has none
