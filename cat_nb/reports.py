@@ -15,14 +15,14 @@ from .pipeline import RunSpec, AFFINITIES
 
 # %% auto #0
 __all__ = ['SHORT', 'DIRECTIONS', 'TABLE2_METHODS', 'METHOD_LABELS', 'AFFINITY_LABELS', 'TABLE5_METHODS', 'PLANS',
-           'FINETUNE_REPORTS', 'PITI_REPORTS', 'TABLE4_ROWS', 'SPECS', 'STANDARD_COSTS', 'MICROBENCH_ITER_S', 'METRICS',
-           'RUN_COLUMNS', 'PAPER_NOTE', 'split_direction', 'direction_label', 'paper_numbers', 'schedule', 'plan',
-           'shared_likes', 'specs_table1', 'specs_table2', 'specs_table3', 'specs_table4', 'specs_figure3',
-           'specs_figure4', 'specs_table5', 'unique_specs', 'report_work', 'estimate_plan', 'aggregate', 'fmt',
-           'paper_table', 'compare', 'rank_agreement', 'data_label', 'comparison_markdown', 'save_runs',
-           'save_markdown', 'table_report', 'bar_comparison', 'sample_grid_figure', 'sweep_figure', 'ground_truth',
-           'init_agreement', 'plot_agreement', 'notebook_sha', 'mark_finished', 'notebook_title', 'parse_literal',
-           'write_summary']
+           'FINETUNE_REPORTS', 'PITI_REPORTS', 'TABLE4_ROWS', 'SPECS', 'STANDARD_COSTS', 'MICROBENCH_ITER_S',
+           'PITI_COSTS', 'METRICS', 'RUN_COLUMNS', 'PAPER_NOTE', 'split_direction', 'direction_label', 'paper_numbers',
+           'schedule', 'plan', 'shared_likes', 'specs_table1', 'specs_table2', 'specs_table3', 'specs_table4',
+           'specs_figure3', 'specs_figure4', 'specs_table5', 'unique_specs', 'report_work', 'estimate_piti',
+           'estimate_plan', 'aggregate', 'fmt', 'paper_table', 'compare', 'rank_agreement', 'data_label',
+           'comparison_markdown', 'save_runs', 'save_markdown', 'table_report', 'bar_comparison', 'sample_grid_figure',
+           'sweep_figure', 'ground_truth', 'init_agreement', 'plot_agreement', 'notebook_sha', 'mark_finished',
+           'notebook_title', 'parse_literal', 'write_summary']
 
 # %% ../nbs/61_reports.ipynb #f6c4c540
 SHORT = dict(ade20k='ADE', cocostuff='COCO', cityscapes='Cityscapes')
@@ -123,9 +123,9 @@ PLANS = {
  'table4': dict(quick=dict(directions=_PAIR, seeds=[0], n_images=8),
                 standard=dict(directions=_PAIR, seeds=[0, 1, 2], n_images=100),
                 paper=dict(directions=_PAIR, seeds=[0], n_images=100)),
- 'figure3': dict(quick=dict(directions=[_A2C, _C2A, _C2CS], seeds=[0], n_images=8, n_maps=4),
-                 standard=dict(directions=[_A2C, _C2A, _C2CS], seeds=[0], n_images=100, n_maps=6),
-                 paper=dict(directions=[_A2C, _C2A, _C2CS], seeds=[0], n_images=100, n_maps=6)),
+ 'figure3': dict(quick=dict(directions=[_A2C, _C2A, _C2CS], seeds=[0], n_images=8, n_maps=4, piti_directions=[_A2C]),
+                 standard=dict(directions=[_A2C, _C2A, _C2CS], seeds=[0], n_images=100, n_maps=6, piti_directions=[_A2C, _C2A]),
+                 paper=dict(directions=[_A2C, _C2A, _C2CS], seeds=[0], n_images=100, n_maps=6, piti_directions=[_A2C, _C2A, _C2CS])),
  'figure4': dict(quick=dict(directions=[_C2A], sizes=[2, 4, 8], seeds=[0], eval_every=2),
                  standard=dict(directions=[_C2A], sizes=[25, 50, 100, 200, 400], seeds=[0], eval_every=50),
                  paper=dict(directions=[_C2A], sizes=[25, 50, 100, 200, 400], seeds=[0], eval_every=2000)),
@@ -209,10 +209,13 @@ def specs_table4(directions, seeds, n_images, overrides=()) -> list[RunSpec]:
                     **(dict(freeze_d=fd, two_stages=ts, residual=rs, cat_init=ci) if not all((fd, ts, rs, ci)) else {}))
             for d in directions for fd, ts, rs, ci in TABLE4_ROWS for s in seeds]
 
-def specs_figure3(directions, seeds, n_images, n_maps=None, overrides=()) -> list[RunSpec]:
-    "Figure 3: w/o CAT (random affinity) and w/ CAT (combination), per direction."
+def specs_figure3(directions, seeds, n_images, n_maps=None, overrides=(), piti_directions=()) -> list[RunSpec]:
+    """Figure 3: w/o CAT (random affinity) and w/ CAT (combination), per direction; PITI (`piti_directions`): w/o CAT is
+    "finetune all", w/ CAT is CAT-PITI (the runs of Table 5, at the PITI transfer schedule)."""
     return [RunSpec(*split_direction(d), m, seed=s, n_images=n_images, overrides=overrides)
-            for d in directions for m in ('cat-random', 'cat') for s in seeds]
+            for d in directions for m in ('cat-random', 'cat') for s in seeds] + \
+           [RunSpec(*split_direction(d), m, seed=s, n_images=n_images, backbone='piti') for d in (piti_directions or ()) for m in ('finetune-all', 'cat')
+            for s in seeds]
 
 def specs_figure4(directions, sizes, seeds, eval_every=None, overrides=()) -> list[RunSpec]:
     "Figure 4: w/o and w/ CAT at each target-set size, with periodic FID every `eval_every` iterations (convergence)."
@@ -256,10 +259,23 @@ def _iter_kind(s: RunSpec) -> str:
     if s.method == 'scratch': return 'scratch'
     return 'residual' if s.method in ('cat', 'cat-random', 'cgantransfer') and s.residual is not False else 'baseline'
 
+PITI_COSTS = dict(iter_s=1.5, image_s=3.0, eval_n=100, source_iters=2000)   # CPU s per PITI step (batch 8) / per sample (25 steps, guidance)
+
+def estimate_piti(preset: str = 'standard', costs: dict | None = None, workers: int = 2, plans: dict | None = None) -> dict:
+    "The PITI part of the plan (Table 5 and the PITI rows of the other reports): runs and wall-time estimate (hours), source models included."
+    c = {**PITI_COSTS, **(costs or {})}
+    specs = [s for s in unique_specs((*FINETUNE_REPORTS, *PITI_REPORTS), preset, plans) if s.backbone == 'piti']
+    from cat_nb.transfer_piti import PITI_TRANSFER
+    cpu = sum((0 if s.training_free else dict(s.overrides).get('iters', PITI_TRANSFER[preset]['iters']) * c['iter_s']) + c['eval_n'] * c['image_s'] for s in specs)
+    sources = {('uncond' if s.method == 'from-uncond' else s.source) for s in specs}
+    src_cpu = len(sources) * c['source_iters'] * c['iter_s']
+    return dict(preset=preset, piti_runs=len(specs), piti_sources=sorted(sources), cpu_hours=round((cpu + src_cpu) / 3600, 2),
+                hours=round((cpu + src_cpu) / workers / 3600, 2), hours_without_sources=round(cpu / workers / 3600, 2))
+
 def estimate_plan(preset: str = 'standard', costs: dict | None = None, workers: int = 2, plans: dict | None = None) -> dict:
-    "Run counts and the wall-time estimate (hours) of all finetuning reports at `preset`, from per-run `costs` (see `STANDARD_COSTS`)."
+    "Run counts and the wall-time estimate (hours) of the OASIS finetuning reports at `preset`, from per-run `costs` (see `STANDARD_COSTS`)."
     c = {**STANDARD_COSTS, **(costs or {})}
-    specs = unique_specs(preset=preset, plans=plans)
+    specs = [s for s in unique_specs(preset=preset, plans=plans) if s.backbone == 'oasis']
     cpu, iters_seen = 0.0, set()
     for s in specs:
         if s.training_free: cpu += c['tf_s']; continue
@@ -402,16 +418,22 @@ def sample_grid_figure(runs: dict, target: str, preset: str, n_maps: int = 6, se
     "Rows: label maps, real images, then one row per run in `runs` ({label: run folder}); the same maps and noise for every run."
     import torch
     from cat_nb.data import colorize
-    from cat_nb.pipeline import dataset
+    from cat_nb.pipeline import dataset, run_backbone
     from cat_nb.transfer import load_transfer
+    from cat_nb.core import RunDir
     plt = _plt()
     val = dataset(target, preset, 'val', roots=roots); idx = list(range(min(n_maps, len(val))))
     items = [val[i] for i in idx]; lab = torch.stack([it['label'] for it in items])
     rows = [('label map', [colorize(l.numpy(), target) / 255.0 for l in lab]), ('real', [(it['image'].permute(1, 2, 0).numpy() + 1) / 2 for it in items])]
     for name, run in runs.items():
-        G, cfg = load_transfer(run, device); dev = next(G.parameters()).device
-        z = torch.stack([torch.randn(cfg.train.model.z_dim, generator=torch.Generator().manual_seed(seed * 1000 + i)) for i in idx])
-        with torch.no_grad(): x = G(lab.to(dev), z.to(dev)).cpu()
+        if run_backbone(RunDir(run).config) == 'piti':                 # the run's sampler, one seed per map
+            from cat_nb.transfer_piti import load_piti_transfer
+            G, cfg = load_piti_transfer(run, device)
+            x = cfg.backbone.generate_fn(G, device)(lab, [seed * 1000 + i for i in idx])
+        else:
+            G, cfg = load_transfer(run, device); dev = next(G.parameters()).device
+            z = torch.stack([torch.randn(cfg.train.model.z_dim, generator=torch.Generator().manual_seed(seed * 1000 + i)) for i in idx])
+            with torch.no_grad(): x = G(lab.to(dev), z.to(dev)).cpu()
         rows.append((name, [((xi.permute(1, 2, 0).numpy() + 1) / 2).clip(0, 1) for xi in x]))
     h, w = lab.shape[-2:]
     fig, axes = plt.subplots(len(rows), len(idx), figsize=(1.6 * len(idx) * w / h + .8, 1.6 * len(rows) + .4), squeeze=False)
