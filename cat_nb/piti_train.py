@@ -20,7 +20,8 @@ from .loop import dist_setup, allreduce_grads, LossLog, SeededItems, StepBatches
 from .train import _colorize
 
 # %% auto #0
-__all__ = ['PITITrainConfig', 'piti_train_config', 'PITIItems', 'piti_items', 'PITITrainer', 'piti_grid', 'train_piti']
+__all__ = ['PITITrainConfig', 'piti_train_config', 'PITIItems', 'piti_items', 'PITITrainer', 'piti_grid', 'train_piti',
+           'label_gap']
 
 # %% ../nbs/36_piti_train.ipynb #234cb98a
 @dataclass
@@ -225,3 +226,16 @@ def train_piti(cfg: PITITrainConfig, data_root, out_dir, device='auto', progress
     fit(tr, loader, run, cfg, start, ds=ds, desc=f'PITI {m.kind} {cfg.like}/{m.preset}', progress=progress, rank=rank, world=world,
         sample=lambda: piti_grid(tr.EMA, fixed_img, fixed_lab, cfg), _crash_at=_crash_at)
     return tr
+
+# %% ../nbs/36_piti_train.ipynb #46708247
+@torch.no_grad()
+def label_gap(model, diffusion, images: torch.Tensor, labels: torch.Tensor, ts=(200, 500), seed: int = 0) -> dict:
+    "ε-MSE with the items' own label maps and with the maps rolled by one (B>=2), at timesteps `ts` and fixed noise: {own, rolled, gap}."
+    if len(images) < 2: raise ValueError("label_gap needs at least 2 items (it gives each item another item's label map)")
+    was = model.training; model.eval()
+    g = torch.Generator().manual_seed(seed); dev = next(model.parameters()).device
+    x = images.repeat(len(ts), 1, 1, 1).to(dev); t = torch.tensor(ts).repeat_interleave(len(images)).to(dev)
+    noise = torch.randn(x.shape, generator=g).to(dev)
+    mse = lambda L: diffusion.training_losses(lambda xt, tt: model(xt, tt, L.repeat(len(ts), *[1] * (L.ndim - 1)).to(dev)), x, t, noise)['mse'].mean().item()
+    own, rolled = mse(labels), mse(labels.roll(1, 0)); model.train(was)
+    return dict(own=own, rolled=rolled, gap=rolled / own - 1)
