@@ -4,12 +4,14 @@
 
 # %% ../nbs/53_evaluation.ipynb #fcc2944f
 from __future__ import annotations
-import argparse, json, sys
+import argparse, json, sys, time
 from pathlib import Path
 
+import numpy as np
+import torch
 import torch.nn as nn
 
-from .core import HelpFormatter, atomic_write, get_device, to_jsonable
+from .core import HelpFormatter, RunDir, atomic_write, get_device, to_jsonable
 from .data import SegDataset
 from .metrics import METRICS, evaluate, oasis_generate_fn
 from .segmenter import load_segmenter, segmenter_for
@@ -17,7 +19,8 @@ from .train import load_source
 from .transfer import load_transfer, read_run_info
 
 # %% auto #0
-__all__ = ['run_kind', 'recorded_data_root', 'load_run_generator', 'evaluate_cli']
+__all__ = ['PITI_EVAL_VERSION', 'run_kind', 'recorded_data_root', 'load_run_generator', 'evaluate_cli', 'convergence_step',
+           'fid_curve', 'piti_source_metrics']
 
 # %% ../nbs/53_evaluation.ipynb #55bb07bc
 def run_kind(run) -> str:
@@ -98,3 +101,50 @@ def evaluate_cli(argv: list[str] | None = None) -> int:
     print(json.dumps({k: v for k, v in res.items() if not k.startswith('per_class') and k != 'protocol'}, indent=1))
     print(f'wrote {out}')
     return 0
+
+# %% ../nbs/53_evaluation.ipynb #05e1b413
+def convergence_step(curve: list[tuple[int, float]], tol: float = 0.05) -> int | None:
+    "First step of `curve` [(step, fid), ...] whose FID is within `tol` (relative) of the curve's minimum; None if empty."
+    pts = sorted((int(s), float(f)) for s, f in curve if f is not None and np.isfinite(f))
+    if not pts: return None
+    best = min(f for _, f in pts)
+    return next(s for s, f in pts if f <= best * (1 + tol))
+
+def fid_curve(run) -> list[tuple[int, float]]:
+    "(step, FID) of a run's periodic evaluations (metrics.jsonl); the last record of a step wins (resumed runs)."
+    c = {}
+    for r in RunDir(run).metrics():
+        if 'fid' in r and r.get('step') is not None: c[int(r['step'])] = float(r['fid'])
+    return sorted(c.items())
+
+# %% ../nbs/53_evaluation.ipynb #6bdbe38c
+PITI_EVAL_VERSION = 1
+
+def piti_source_metrics(run, data, like: str, n_val: int = 0, seed: int = 0, device: str = 'auto', progress: bool = False) -> dict:
+    """FID/KID of a PITI source run's EMA model on the first `n_val` (0: all) validation maps of `data`, one sample per map with the run's
+    sampler (`sample_respacing`, `sample_guidance`), and the sampling cost (s per image); cached in RUN/source_eval.json."""
+    from cat_nb.data import SegDataset, fingerprint
+    from cat_nb.metrics import evaluate, FID_PROTOCOL
+    from cat_nb.piti import build_piti, load_piti_state
+    from cat_nb.diffusion import sample
+    rd = RunDir(run); ck = rd.latest_checkpoint()
+    if ck is None: raise FileNotFoundError(f"{run}: no checkpoint yet")
+    cfg = rd.config; m = cfg['model']; S = m['image_size']
+    val = SegDataset(data, like, 'val', size=S, train=False)
+    if n_val and len(val) > n_val: val = SegDataset(data, like, 'val', size=S, train=False, subset=list(range(n_val)))
+    key = to_jsonable(dict(v=PITI_EVAL_VERSION, protocol=FID_PROTOCOL, val=fingerprint(val), ckpt=ck.name, seed=seed,
+                           respacing=cfg['sample_respacing'], guidance=cfg['sample_guidance']))
+    p = Path(run)/'source_eval.json'
+    if p.exists() and (old := json.loads(p.read_text())).get('key') == key: return old
+    st = rd.load_latest('cpu'); from cat_nb.piti_train import PITITrainConfig
+    model = build_piti(PITITrainConfig(**{k: v for k, v in cfg.items() if k in PITITrainConfig.__dataclass_fields__}).model)
+    load_piti_state(model, st['EMA']); dev = get_device(device); model.to(dev).eval()
+    gen = lambda labels, seeds: sample(model, labels, respacing=cfg['sample_respacing'], guidance=cfg['sample_guidance'],
+                                       seed=[int(s) for s in seeds], device=dev, progress=False)
+    t0 = time.perf_counter()
+    r = evaluate(gen, val, ('fid', 'kid'), seed=seed, device=device, progress=progress)
+    res = dict(key=key, step=st['step'], fid=r['fid'], kid=r['kid'], kid_std=r['kid_std'], n_val=r['n_val'], seconds=round(time.perf_counter() - t0, 1),
+               s_per_image=round((time.perf_counter() - t0) / r['n_val'], 3), respacing=cfg['sample_respacing'], guidance=cfg['sample_guidance'],
+               threads=torch.get_num_threads(), device=str(dev))
+    atomic_write(p, json.dumps(to_jsonable(res), indent=1) + '\n')
+    return res

@@ -19,16 +19,17 @@ from .train import train_config, train_source
 from .shipped import use_shipped, shipped_entry, load_shipped
 from .executors import Job, Executor, LocalExecutor, default_workers
 from .affinity_vision import FEATURES_VERSION
+from .evaluation import piti_source_metrics, convergence_step, fid_curve, PITI_EVAL_VERSION
+from .runspec import RunSpec
 
 # %% auto #0
-__all__ = ['DATA_PRESETS', 'UNCOND_LIKES', 'PITI_EVAL_VERSION', 'AFFINITIES', 'VOTERS', 'AFFINITY_SETTINGS', 'RUN_SCHEDULES',
-           'PITI_RUN_SCHEDULES', 'EVAL_VERSION', 'PITI_EVAL_N', 'pipeline_root', 'synth_data', 'shipped_source',
-           'source_dir', 'source_run', 'adopt_source', 'adopt_source_cli', 'ship_source', 'ship_source_cli',
-           'piti_source_dir', 'piti_uncond_source_dir', 'piti_uncond_source_run', 'piti_source_run',
-           'piti_source_metrics', 'data_root', 'image_size', 'dataset', 'source_for', 'piti_source_for',
-           'target_subset', 'segmenter', 'segmenter_cached', 'source_mask', 'affinity_path', 'training_free_fid',
-           'affinity', 'RunSpec', 'run_dir', 'run_spec', 'transfer_run', 'convergence_step', 'fid_curve',
-           'run_backbone', 'evaluate_run', 'build_shared', 'build_affinities', 'run_row', 'run_plan']
+__all__ = ['DATA_PRESETS', 'UNCOND_LIKES', 'AFFINITIES', 'VOTERS', 'AFFINITY_SETTINGS', 'RUN_SCHEDULES', 'PITI_RUN_SCHEDULES',
+           'EVAL_VERSION', 'PITI_EVAL_N', 'pipeline_root', 'synth_data', 'shipped_source', 'source_dir', 'source_run',
+           'adopt_source', 'adopt_source_cli', 'ship_source', 'ship_source_cli', 'piti_source_dir',
+           'piti_uncond_source_dir', 'piti_uncond_source_run', 'piti_source_run', 'data_root', 'image_size', 'dataset',
+           'source_for', 'piti_source_for', 'target_subset', 'segmenter', 'segmenter_cached', 'source_mask',
+           'affinity_path', 'training_free_fid', 'affinity', 'run_dir', 'run_spec', 'transfer_run', 'run_backbone',
+           'evaluate_run', 'build_shared', 'build_affinities', 'run_row', 'run_plan']
 
 # %% ../nbs/60_pipeline.ipynb #7486200d
 DATA_PRESETS = dict(quick=dict(n_train=64, n_val=16, size=32), standard=dict(n_train=1000, n_val=200, size=64))
@@ -229,38 +230,6 @@ def piti_source_run(like: str, preset: str = 'quick', data: str | Path | None = 
     atomic_write(out/'done.json', json.dumps(dict(step=tr.step_done, data=str(data)), indent=1) + '\n')
     return out
 
-# %% ../nbs/60_pipeline.ipynb #e1f1b7be
-PITI_EVAL_VERSION = 1
-
-def piti_source_metrics(run, data, like: str, n_val: int = 0, seed: int = 0, device: str = 'auto', progress: bool = False) -> dict:
-    """FID/KID of a PITI source run's EMA model on the first `n_val` (0: all) validation maps of `data`, one sample per map with the run's
-    sampler (`sample_respacing`, `sample_guidance`), and the sampling cost (s per image); cached in RUN/source_eval.json."""
-    from cat_nb.data import SegDataset, fingerprint
-    from cat_nb.metrics import evaluate, FID_PROTOCOL
-    from cat_nb.piti import build_piti, load_piti_state
-    from cat_nb.diffusion import sample
-    rd = RunDir(run); ck = rd.latest_checkpoint()
-    if ck is None: raise FileNotFoundError(f"{run}: no checkpoint yet")
-    cfg = rd.config; m = cfg['model']; S = m['image_size']
-    val = SegDataset(data, like, 'val', size=S, train=False)
-    if n_val and len(val) > n_val: val = SegDataset(data, like, 'val', size=S, train=False, subset=list(range(n_val)))
-    key = to_jsonable(dict(v=PITI_EVAL_VERSION, protocol=FID_PROTOCOL, val=fingerprint(val), ckpt=ck.name, seed=seed,
-                           respacing=cfg['sample_respacing'], guidance=cfg['sample_guidance']))
-    p = Path(run)/'source_eval.json'
-    if p.exists() and (old := json.loads(p.read_text())).get('key') == key: return old
-    st = rd.load_latest('cpu'); from cat_nb.piti_train import PITITrainConfig
-    model = build_piti(PITITrainConfig(**{k: v for k, v in cfg.items() if k in PITITrainConfig.__dataclass_fields__}).model)
-    load_piti_state(model, st['EMA']); dev = get_device(device); model.to(dev).eval()
-    gen = lambda labels, seeds: sample(model, labels, respacing=cfg['sample_respacing'], guidance=cfg['sample_guidance'],
-                                       seed=[int(s) for s in seeds], device=dev, progress=False)
-    t0 = time.perf_counter()
-    r = evaluate(gen, val, ('fid', 'kid'), seed=seed, device=device, progress=progress)
-    res = dict(key=key, step=st['step'], fid=r['fid'], kid=r['kid'], kid_std=r['kid_std'], n_val=r['n_val'], seconds=round(time.perf_counter() - t0, 1),
-               s_per_image=round((time.perf_counter() - t0) / r['n_val'], 3), respacing=cfg['sample_respacing'], guidance=cfg['sample_guidance'],
-               threads=torch.get_num_threads(), device=str(dev))
-    atomic_write(p, json.dumps(to_jsonable(res), indent=1) + '\n')
-    return res
-
 # %% ../nbs/60_pipeline.ipynb #080ddf11
 def data_root(like: str, preset: str = 'quick', roots: dict | None = None) -> Path:
     "Dataset folder of `like`: `roots[like]` when given (real data, any preset), else the cached SynthScenes set of `preset`."
@@ -400,74 +369,6 @@ RUN_SCHEDULES = dict(quick=dict(iters=4, stage1_iters=2, eval_every=0, eval_n=8)
                      standard=dict(iters=300, stage1_iters=100, eval_every=0, eval_n=50),
                      paper=dict(eval_every=0, eval_n=500))
 
-@dataclass(frozen=True)
-class RunSpec:
-    "One transfer run of a report. `affinity`: a name of `AFFINITIES` (None: the method's own init); switches None = method default."
-    source: str
-    target: str
-    method: str = 'cat'
-    affinity: str | None = None
-    training_free: bool = False
-    seed: int = 0
-    n_images: int | None = 100
-    freeze_d: bool | int | None = None
-    two_stages: bool | None = None
-    residual: bool | None = None
-    cat_init: bool | None = None
-    overrides: tuple = ()                # extra TransferConfig/TrainConfig fields as (key, value) pairs, e.g. (('eval_every', 2),)
-    backbone: str = 'oasis'              # 'oasis' (cat_nb.transfer.METHODS) | 'piti' (cat_nb.transfer_piti.PITI_METHODS)
-
-    def __post_init__(self): object.__setattr__(self, 'affinity', self.resolved_affinity())   # RunSpec('cat') == RunSpec('cat', 'combination')
-
-    @property
-    def direction(self) -> str: return f'{self.source}->{self.target}'
-
-    def resolved_affinity(self) -> str | None:
-        "The affinity the run starts from: the given one, 'combination' for CAT, 'random' for methods starting from a random layer, None for scratch."
-        if self.backbone == 'piti': return self._piti_affinity()
-        if self.backbone != 'oasis': raise ValueError(f"unknown backbone {self.backbone!r}; choose 'oasis' or 'piti'")
-        from cat_nb.transfer import METHODS
-        if self.method not in METHODS: raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
-        spec = METHODS[self.method]
-        if not spec.pretrained:
-            if self.affinity or self.training_free: raise ValueError("method 'scratch' has no source model: no affinity, no training-free mode")
-            return None
-        if self.training_free: return self.affinity or 'combination'
-        gets_given = spec.affinity == 'given' and self.cat_init is not False
-        if gets_given: return self.affinity or 'combination'
-        if self.affinity not in (None, 'random'): raise ValueError(f"method {self.method!r} (cat_init={self.cat_init}) starts from a random affinity; got affinity={self.affinity!r}")
-        return 'random'
-
-    def _piti_affinity(self) -> str | None:
-        from cat_nb.transfer_piti import PITI_METHODS
-        if self.method not in PITI_METHODS: raise ValueError(f"unknown PITI method {self.method!r}; choose from {', '.join(PITI_METHODS)}")
-        if any(v is not None for v in (self.freeze_d, self.two_stages, self.residual)):
-            raise ValueError("freeze_d, two_stages and residual are OASIS switches; a PITI run's method says what trains (PITI_METHODS)")
-        a = PITI_METHODS[self.method].affinity
-        if a == 'none':                                          # the first encoder layer re-initialised: no affinity at all
-            if self.affinity or self.training_free: raise ValueError(f"PITI method {self.method!r} has no affinity layer: no affinity, no training-free mode")
-            return None
-        if self.training_free or (a == 'given' and self.cat_init is not False): return self.affinity or 'combination'
-        if self.affinity not in (None, 'random'): raise ValueError(f"PITI method {self.method!r} starts from a random affinity; got affinity={self.affinity!r}")
-        return 'random'
-
-    @property
-    def pretrained(self) -> bool:
-        "Whether the run starts from a source model (every PITI method does)."
-        if self.backbone == 'piti': return True
-        from cat_nb.transfer import METHODS
-        return METHODS[self.method].pretrained
-
-    def given_affinity(self) -> str | None:
-        "The cached affinity (`affinity`) the run reads; None when the transfer makes its own random layer, or has no source model."
-        if self.backbone == 'piti':
-            from cat_nb.transfer_piti import PITI_METHODS
-            given = self.training_free or (PITI_METHODS[self.method].affinity == 'given' and self.cat_init is not False)
-        else:
-            from cat_nb.transfer import METHODS
-            given = self.training_free or (METHODS[self.method].affinity == 'given' and self.cat_init is not False)
-        return self.resolved_affinity() if given else None
-
 # %% ../nbs/60_pipeline.ipynb #e7203d92
 PITI_RUN_SCHEDULES = dict(quick=dict(eval_every=0, eval_n=8), standard=dict(eval_every=0, eval_n=50), paper=dict(eval_every=0, eval_n=500))
 
@@ -533,21 +434,6 @@ def transfer_run(source: str, target: str, method: str = 'cat', preset: str = 'q
     spec = RunSpec(source, target, method, affinity, training_free, seed, n_images, freeze_d, two_stages, residual, cat_init,
                    tuple(sorted(overrides.items())), backbone)
     return run_spec(spec, preset, roots, device, progress)
-
-# %% ../nbs/60_pipeline.ipynb #372a9781
-def convergence_step(curve: list[tuple[int, float]], tol: float = 0.05) -> int | None:
-    "First step of `curve` [(step, fid), ...] whose FID is within `tol` (relative) of the curve's minimum; None if empty."
-    pts = sorted((int(s), float(f)) for s, f in curve if f is not None and np.isfinite(f))
-    if not pts: return None
-    best = min(f for _, f in pts)
-    return next(s for s, f in pts if f <= best * (1 + tol))
-
-def fid_curve(run) -> list[tuple[int, float]]:
-    "(step, FID) of a run's periodic evaluations (metrics.jsonl); the last record of a step wins (resumed runs)."
-    c = {}
-    for r in RunDir(run).metrics():
-        if 'fid' in r and r.get('step') is not None: c[int(r['step'])] = float(r['fid'])
-    return sorted(c.items())
 
 # %% ../nbs/60_pipeline.ipynb #b4d3bca8
 EVAL_VERSION = 1

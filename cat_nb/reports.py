@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from .core import atomic_write
-from .pipeline import RunSpec, AFFINITIES
+from .runspec import RunSpec
+from .pipeline import AFFINITIES
 
 # %% auto #0
 __all__ = ['SHORT', 'DIRECTIONS', 'TABLE2_METHODS', 'METHOD_LABELS', 'AFFINITY_LABELS', 'TABLE5_METHODS', 'PLANS',
