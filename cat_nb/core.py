@@ -15,7 +15,7 @@ import torch
 # %% auto #0
 __all__ = ['PROVENANCE', 'cat_home', 'torch_home', 'paths', 'get_device', 'device_summary', 'seed_everything', 'umask_mode',
            'atomic_open', 'atomic_write', 'atomic_save', 'to_jsonable', 'config_hash', 'git_revision', 'config_diff',
-           'inputs_diff', 'clean_stale_tmp', 'RunDir', 'HelpFormatter', 'moved_names']
+           'inputs_diff', 'clean_stale_tmp', 'RunDir', 'HelpFormatter', 'add_run_flags', 'moved_names']
 
 # %% ../nbs/00_core.ipynb #4034b9bd
 def cat_home() -> Path:
@@ -305,6 +305,16 @@ class HelpFormatter(argparse.HelpFormatter):
         if (action.required or not action.option_strings or action.default in (None, argparse.SUPPRESS) or 'default' in h.lower()
             or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))): return h
         return h + ' (default: %(default)s)'
+
+# %% ../nbs/00_core.ipynb #fe0af057
+def add_run_flags(p: argparse.ArgumentParser, scanned: str) -> argparse.ArgumentParser:
+    "The flags every training command shares: --device, --no-progress, --no-check (of `scanned` files), --extend."
+    p.add_argument('--device', default='auto', help='auto (CUDA when present), cpu, cuda or cuda:K')
+    p.add_argument('--no-progress', action='store_true', help='no progress bar')
+    p.add_argument('--no-check', action='store_true', help=f"skip the pre-flight scan of {scanned} (cat-nb check-data)")
+    p.add_argument('--extend', action='store_true', help="train the run in --out on to a larger --iters (recorded in its provenance.json and "
+                   "metrics.jsonl); without it a changed --iters is refused")
+    return p
 
 # %% ../nbs/00_core.ipynb #872efe86
 def moved_names(old: str, moved: dict[str, str]):

@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .core import RunDir, atomic_write, atomic_save, to_jsonable, get_device, seed_everything, device_summary
+from .core import RunDir, atomic_write, atomic_save, to_jsonable, get_device, seed_everything, device_summary, add_run_flags
 from .loop import dist_setup, allreduce_grads, _barrier, ema_update, LossLog, _mix, SeededItems, StepBatches, save_png, fit, step_loader
 from .oasis import (OASISConfig, oasis_config, build_oasis, init_weights, one_hot, load_oasis_state, n_params, LIKES, PRESETS)
 from .losses import adv_loss, d_loss, labelmix_bits, VGGLoss
@@ -351,11 +351,7 @@ def train_source_cli(argv: list[str] | None = None) -> int:
     p.add_argument('--deterministic', action='store_true', help='deterministic algorithms (bitwise resumable, slower)')
     p.add_argument('--channels-last', action='store_true', help='channels-last memory format (faster on CPUs and recent GPUs)')
     p.add_argument('--d-batched', action='store_true', help="D step as one pass over fakes, reals and LabelMix images (faster; one spectral-norm power step per D step instead of three)")
-    p.add_argument('--device', default='auto', help='auto (CUDA when present), cpu, cuda or cuda:K')
-    p.add_argument('--no-progress', action='store_true', help='no progress bar')
-    p.add_argument('--no-check', action='store_true', help="skip the pre-flight scan of the training split's files (cat-nb check-data)")
-    p.add_argument('--extend', action='store_true', help="train the run in --out on to a larger --iters (recorded in its provenance.json and "
-                   "metrics.jsonl); without it a changed --iters is refused")
+    add_run_flags(p, "the training split's files")
     a = p.parse_args(argv)
     if a.extend and a.iters is None: p.error('--extend needs --iters (the new total number of iterations)')
     args, rank0 = list(argv if argv is not None else sys.argv[1:]), int(os.environ.get('RANK', 0)) == 0

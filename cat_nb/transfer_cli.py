@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, json, os, sys, time
 from pathlib import Path
 
-from .core import HelpFormatter, atomic_write, to_jsonable
+from .core import HelpFormatter, add_run_flags, atomic_write, to_jsonable
 from .data import LIKES, SegDataset, preflight
 from .oasis import PRESETS
 from .metrics import METRICS
@@ -60,11 +60,7 @@ def transfer_cli(argv: list[str] | None = None) -> int:
     p.add_argument('--eval-metrics', default='fid,kid,miou', help=f"comma-separated subset of {','.join(METRICS)} for --eval (default fid,kid,miou)")
     p.add_argument('--segmenter', type=Path, help="mIoU segmenter .pt saved by cat_nb.segmenter (default: the cached one of the target data)")
     p.add_argument('--seg-preset', choices=PRESETS, help="preset of the cached cat_nb segmenter (default: the run's preset)")
-    p.add_argument('--device', default='auto', help='auto (CUDA when present), cpu, cuda or cuda:K')
-    p.add_argument('--no-progress', action='store_true', help='no progress bar')
-    p.add_argument('--no-check', action='store_true', help="skip the pre-flight scan of the target data's files (cat-nb check-data)")
-    p.add_argument('--extend', action='store_true', help="train the run in --out on to a larger --iters (recorded in its provenance.json and "
-                   "metrics.jsonl); without it a changed --iters is refused")
+    add_run_flags(p, "the target data's files")
     a = p.parse_args(argv)
     if a.extend and a.iters is None: p.error('--extend needs --iters (the new total number of iterations)')
     args = list(argv if argv is not None else sys.argv[1:])
