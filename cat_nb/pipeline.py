@@ -255,7 +255,8 @@ def source_for(like: str, preset: str = 'quick', roots: dict | None = None, prog
     return source_run(like, preset, data=roots[like] if roots and roots.get(like) else None, progress=progress, device=device)
 
 def piti_source_for(like: str, preset: str = 'quick', roots: dict | None = None, progress: bool = False, device: str = 'auto') -> Path:
-    "The (cached) PITI source model of `like` at `preset`: `piti_source_run` on `data_root(like, preset, roots)`."
+    "The (cached) PITI source model of `like` at `preset`: `piti_source_run` on `data_root(like, preset, roots)`; like 'uncond': the label-free one."
+    if like == 'uncond': return piti_uncond_source_run(preset, roots, progress, device)
     return piti_source_run(like, preset, data=roots[like] if roots and roots.get(like) else None, progress=progress, device=device)
 
 # %% ../nbs/60_pipeline.ipynb #293026a6
@@ -374,30 +375,25 @@ PITI_RUN_SCHEDULES = dict(quick=dict(eval_every=0, eval_n=8), standard=dict(eval
 
 def _run_config(spec: RunSpec, preset: str, roots: dict | None, device: str):
     "(TransferConfig or CATPITIConfig, source folder or None, A or None, data root, subset names) of a spec; builds affinities and sources on the way."
-    from cat_nb.transfer import transfer_config, affinity_sha, METHODS
+    from cat_nb.transfer import transfer_config, affinity_sha
     check_like(spec.source); check_like(spec.target)
     aff = spec.given_affinity()
+    A = affinity(spec.source, spec.target, aff, preset, spec.seed, spec.n_images, roots, device).A if aff else None
+    prov = f'{aff}:sha={affinity_sha(A)}' if aff else f'random:{spec.seed}' if spec.resolved_affinity() == 'random' else ''
     if spec.backbone == 'piti':
         from cat_nb.transfer_piti import piti_transfer_config
-        src = piti_uncond_source_run(preset, roots, device=device) if spec.method == 'from-uncond' else piti_source_for(spec.source, preset, roots, device=device)
-        A = affinity(spec.source, spec.target, aff, preset, spec.seed, spec.n_images, roots, device).A if aff else None
-        prov = f'{aff}:sha={affinity_sha(A)}' if aff else f'random:{spec.seed}' if spec.resolved_affinity() == 'random' else ''
+        src = piti_source_for('uncond' if spec.method == 'from-uncond' else spec.source, preset, roots, device=device)
         ov = {**PITI_RUN_SCHEDULES.get(preset, {}), **dict(spec.overrides)}
         cfg = piti_transfer_config(spec.method, spec.target, RunDir(src).config['model'], preset, affinity=prov, affinity_seed=spec.seed,
                                    seed=spec.seed, training_free=spec.training_free, **({'cat_init': spec.cat_init} if spec.cat_init is not None else {}), **ov)
-        return cfg, src, A, data_root(spec.target, preset, roots), target_subset(spec.target, preset, spec.n_images, roots=roots)
-    src = source_for(spec.source, preset, roots, device=device) if METHODS[spec.method].pretrained else None
-    A, prov = None, ''
-    if aff:
-        A = affinity(spec.source, spec.target, aff, preset, spec.seed, spec.n_images, roots, device).A
-        prov = f'{aff}:sha={affinity_sha(A)}'
-    elif src is not None: prov = f'random:{spec.seed}'
-    ov = {**RUN_SCHEDULES.get(preset, {}), **dict(spec.overrides)}
-    if spec.training_free: ov.update(eval_every=0)
-    model = RunDir(src).config['model'] if src is not None else None     # the source architecture, without loading weights
-    cfg = transfer_config(spec.method, spec.target, model, preset, freeze_d=spec.freeze_d, two_stages=spec.two_stages,
-                          residual=spec.residual, cat_init=True if spec.training_free else spec.cat_init, affinity=prov,
-                          affinity_seed=spec.seed, seed=spec.seed, training_free=spec.training_free, **ov)
+    else:
+        src = source_for(spec.source, preset, roots, device=device) if spec.pretrained else None
+        ov = {**RUN_SCHEDULES.get(preset, {}), **dict(spec.overrides)}
+        if spec.training_free: ov.update(eval_every=0)
+        model = RunDir(src).config['model'] if src is not None else None     # the source architecture, without loading weights
+        cfg = transfer_config(spec.method, spec.target, model, preset, freeze_d=spec.freeze_d, two_stages=spec.two_stages,
+                              residual=spec.residual, cat_init=True if spec.training_free else spec.cat_init, affinity=prov,
+                              affinity_seed=spec.seed, seed=spec.seed, training_free=spec.training_free, **ov)
     return cfg, src, A, data_root(spec.target, preset, roots), target_subset(spec.target, preset, spec.n_images, roots=roots)
 
 def _folder(spec: RunSpec, preset: str, cfg, src, root: Path, names) -> Path:
@@ -489,7 +485,6 @@ def _build_one(kind: str, like: str, preset: str, roots, device) -> float:
     t0 = time.perf_counter()
     if kind == 'source': source_for(like, preset, roots, device=device)
     elif kind == 'piti_source': piti_source_for(like, preset, roots, device=device)
-    elif kind == 'piti_uncond': piti_uncond_source_run(preset, roots, device=device)
     else: segmenter(like, preset, roots, device)
     return round(time.perf_counter() - t0, 1)
 
@@ -501,15 +496,14 @@ def build_shared(sources, targets=(), preset: str = 'quick', roots: dict | None 
     data = lambda l: roots[l] if roots and roots.get(l) else None
     for l in dict.fromkeys([*sources, *targets]): data_root(l, preset, roots)          # SynthScenes sets here, not in racing workers
     todo = [('source', l) for l in dict.fromkeys(sources) if _done(source_dir(l, preset, data=data(l))[0]) is None]
-    todo += [('piti_source', l) for l in dict.fromkeys(piti_sources) if l != 'uncond' and _done(piti_source_dir(l, preset, data=data(l))[0]) is None]
-    if 'uncond' in piti_sources and _done(piti_uncond_source_dir(preset, roots)[0]) is None: todo.append(('piti_uncond', 'uncond'))
+    piti_dir = lambda l: piti_uncond_source_dir(preset, roots)[0] if l == 'uncond' else piti_source_dir(l, preset, data=data(l))[0]
+    todo += [('piti_source', l) for l in dict.fromkeys(piti_sources) if _done(piti_dir(l)) is None]
     todo += [('segmenter', l) for l in dict.fromkeys([*sources, *targets]) if not segmenter_cached(l, preset, roots)]
     if progress and todo: print(f"building {', '.join(f'{k} {l}' for k, l in todo)} ({preset}) ...", flush=True)
-    where = lambda j: (source_dir(j[1], preset, data=data(j[1]))[0] if j[0] == 'source' else piti_source_dir(j[1], preset, data=data(j[1]))[0]
-                       if j[0] == 'piti_source' else piti_uncond_source_dir(preset, roots)[0] if j[0] == 'piti_uncond'
-                       else _segmenter_folder(j[1], preset, roots))/'slurm'
-    ddp = lambda j: (source_for, (j[1], preset, roots, False, device)) if j[0] == 'source' else (piti_source_for, (j[1], preset, roots, False, device)) \
-        if j[0] == 'piti_source' else (piti_uncond_source_run, (preset, roots, False, device)) if j[0] == 'piti_uncond' else None
+    folder = dict(source=lambda l: source_dir(l, preset, data=data(l))[0], piti_source=piti_dir, segmenter=lambda l: _segmenter_folder(l, preset, roots))
+    train = dict(source=source_for, piti_source=piti_source_for)               # DDP-able builders; segmenters train in one process
+    where = lambda j: folder[j[0]](j[1])/'slurm'
+    ddp = lambda j: (train[j[0]], (j[1], preset, roots, False, device)) if j[0] in train else None
     return _side_by_side(_build_one, todo, preset, roots, device, workers, executor, 'sources and segmenters', where, ddp)
 
 def _build_affinity(source, target, method, seed, n_images, preset, roots, device) -> float:
