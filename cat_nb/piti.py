@@ -4,7 +4,7 @@
 
 # %% ../nbs/34_piti.ipynb #01a71738
 from __future__ import annotations
-import gzip, math
+import functools, gzip, math
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -15,12 +15,12 @@ import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['KINDS', 'PRESETS', 'INPUTS', 'PROMPTS', 'PARAM_GROUPS', 'CNN_LAST', 'CAT_PITI_TRAIN', 'CONV1', 'PAPER_PARAMS',
-           'PITIConfig', 'piti_config', 'GroupNorm32', 'LayerNorm32', 'timestep_embedding', 'zero_', 'ResBlock',
-           'AttentionBlock', 'TimestepSeq', 'PITIUNet', 'ids_conv', 'CNNStem', 'XFAttention', 'XFMLP', 'XFBlock',
-           'XFTransformer', 'SemanticEncoder', 'resize_label', 'Prompts', 'PITI', 'build_piti', 'build_on_meta',
-           'n_params', 'randomize_', 'drop_labels', 'param_group', 'piti_palette', 'color_vectors', 'rgb_code',
-           'fold_conv1', 'unfold_conv1', 'onehot_state', 'official_state', 'state_dict_listing', 'parse_piti_listing',
-           'read_listing', 'load_piti_state']
+           'PITIConfig', 'piti_config', 'GroupNorm32', 'LayerNorm32', 'timestep_embedding', 'zero_', 'locality_bias',
+           'ResBlock', 'AttentionBlock', 'TimestepSeq', 'PITIUNet', 'ids_conv', 'CNNStem', 'XFAttention', 'XFMLP',
+           'XFBlock', 'XFTransformer', 'SemanticEncoder', 'resize_label', 'Prompts', 'PITI', 'build_piti',
+           'build_on_meta', 'n_params', 'randomize_', 'drop_labels', 'param_group', 'piti_palette', 'color_vectors',
+           'rgb_code', 'fold_conv1', 'unfold_conv1', 'onehot_state', 'official_state', 'state_dict_listing',
+           'parse_piti_listing', 'read_listing', 'load_piti_state']
 
 # %% ../nbs/34_piti.ipynb #d2505946
 KINDS, PRESETS, INPUTS = ('base', 'upsample'), ('quick', 'standard', 'paper'), ('onehot', 'rgb')
@@ -50,6 +50,7 @@ class PITIConfig:
     noise_schedule: str = 'cosine'               # 'cosine' (squaredcos_cap_v2, base) or 'linear' (upsampler)
     diffusion_steps: int = 1000
     n_prompts: int = 0                           # CAT-PITI: VPT-deep prompt tokens per transformer layer; 0 = the official model
+    locality: float = 0.0                        # σ (fraction of the image side) of a fixed bias -d²/2σ² from pixels to encoder tokens; 0 = official
 
     def __post_init__(self):
         for f in fields(self):
@@ -86,11 +87,12 @@ class PITIConfig:
             if levels[lvl] in self.attention_px and ch % self.num_head_channels: raise err(f"width {ch} not divisible by num_head_channels")
         if self.xf_width % self.xf_heads: raise err("xf_width must be divisible by xf_heads")
         if self.n_prompts < 0: raise err("n_prompts must be >= 0")
+        if self.locality < 0: raise err("locality must be >= 0 (0: the official attention)")
         if self.noise_schedule not in ('cosine', 'linear'): raise err("noise_schedule must be 'cosine' or 'linear'")
         return self
 
-_ENC = dict(standard=dict(cnn_channels=(32, 64, 128, 256, 256), cnn_strides=(2, 2, 1, 1), xf_width=256, xf_layers=4, xf_heads=4),
-            quick=dict(cnn_channels=(16, 32, 32, 64, 64), cnn_strides=(2, 2, 1, 1), xf_width=64, xf_layers=2, xf_heads=2))
+_ENC = dict(standard=dict(cnn_channels=(32, 64, 128, 256, 256), cnn_strides=(2, 2, 1, 1), xf_width=256, xf_layers=4, xf_heads=4, locality=0.08),
+            quick=dict(cnn_channels=(16, 32, 32, 64, 64), cnn_strides=(2, 2, 1, 1), xf_width=64, xf_layers=2, xf_heads=2, locality=0.08))
 _PRESETS = {
     ('base', 'paper'): dict(image_size=64, label_size=256),
     ('upsample', 'paper'): dict(image_size=256, low_res=64, label_size=256, channel_mult=(1, 1, 2, 2, 4, 4), num_res_blocks=2, noise_schedule='linear'),
@@ -139,9 +141,19 @@ def zero_(m: nn.Module) -> nn.Module:
     return m
 
 # %% ../nbs/34_piti.ipynb #5b5246bd
-def _attend(q, k, v):
-    "softmax(qᵀk/√d) vᵀ per row: q (N,d,T), k and v (N,d,S) -> (N,d,T)."
-    return F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
+def _attend(q, k, v, bias=None):
+    "softmax(qᵀk/√d + bias) vᵀ per row: q (N,d,T), k and v (N,d,S), bias (T,S) or None -> (N,d,T)."
+    return F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=bias).transpose(1, 2)
+
+@functools.lru_cache(maxsize=32)
+def locality_bias(h: int, w: int, n_tokens: int, self_keys: int, sigma: float) -> torch.Tensor:
+    "Logit bias of pixel queries on an h×w grid: -|p - p_tok|²/2σ² to each token of the encoder's square grid, 0 to the `self_keys` pixel keys. (h·w, n_tokens + self_keys)"
+    g = math.isqrt(n_tokens)
+    if g * g != n_tokens: raise ValueError(f"locality needs a square token grid, got {n_tokens} tokens")
+    c = lambda n: (torch.arange(n) + 0.5) / n                                  # cell centres in [0,1]
+    py, px = (a.reshape(-1, 1) for a in torch.meshgrid(c(h), c(w), indexing='ij'))
+    ty, tx = (a.reshape(1, -1) for a in torch.meshgrid(c(g), c(g), indexing='ij'))
+    return torch.cat([-((py - ty) ** 2 + (px - tx) ** 2) / (2 * sigma ** 2), torch.zeros(h * w, self_keys)], 1)
 
 class ResBlock(nn.Module):
     "ADM residual block, scale-shift norm; `updown` in (None, 'up', 'down'). x (B,C,H,W), emb (B,E) -> (B,C_out,H',W')."
@@ -165,9 +177,9 @@ class ResBlock(nn.Module):
 
 class AttentionBlock(nn.Module):
     "Self-attention over pixels with the encoder tokens prepended to keys/values. x (B,C,H,W), xf_out (B,W,T)|None -> (B,C,H,W)."
-    def __init__(self, ch: int, head_ch: int, enc_ch: int):
+    def __init__(self, ch: int, head_ch: int, enc_ch: int, locality: float = 0.0):
         super().__init__()
-        self.heads = ch // head_ch
+        self.heads, self.locality = ch // head_ch, locality
         self.norm = GroupNorm32(ch)
         self.qkv = nn.Conv1d(ch, 3 * ch, 1)
         self.encoder_kv = nn.Conv1d(enc_ch, 2 * ch, 1)
@@ -179,7 +191,8 @@ class AttentionBlock(nn.Module):
         if xf_out is not None:
             ek, ev = self.encoder_kv(xf_out).reshape(B * n, 2 * d, -1).split(d, 1)
             k, v = torch.cat([ek, k], -1), torch.cat([ev, v], -1)
-        return x + self.proj_out(_attend(q, k, v).reshape(B, C, H * W)).view(B, C, H, W)
+        bias = locality_bias(H, W, ek.shape[-1], H * W, self.locality).to(x.device, q.dtype) if self.locality and xf_out is not None else None
+        return x + self.proj_out(_attend(q, k, v, bias).reshape(B, C, H * W)).view(B, C, H, W)
 
 class TimestepSeq(nn.Sequential):
     "A U-Net stage: passes `emb` to ResBlocks and the encoder tokens to AttentionBlocks."
@@ -196,7 +209,7 @@ class PITIUNet(nn.Module):
         mc = self.model_channels = cfg.model_channels; E = 4 * mc
         self.time_embed = nn.Sequential(nn.Linear(mc, E), nn.SiLU(), nn.Linear(E, E))
         res = lambda i, o, ud=None: ResBlock(i, E, cfg.dropout, o, ud)
-        attn = lambda c: AttentionBlock(c, cfg.num_head_channels, cfg.xf_width)
+        attn = lambda c: AttentionBlock(c, cfg.num_head_channels, cfg.xf_width, cfg.locality)
         ch = mc * cfg.channel_mult[0]; chans, ds = [ch], 1
         self.input_blocks = nn.ModuleList([TimestepSeq(nn.Conv2d(cfg.in_channels, ch, 3, padding=1))])
         for lvl, m in enumerate(cfg.channel_mult):
