@@ -125,7 +125,6 @@ def piti_source_metrics(run, data, like: str, n_val: int = 0, seed: int = 0, dev
     sampler (`sample_respacing`, `sample_guidance`), and the sampling cost (s per image); cached in RUN/source_eval.json."""
     from cat_nb.data import SegDataset, fingerprint
     from cat_nb.metrics import evaluate, FID_PROTOCOL
-    from cat_nb.piti import build_piti, load_piti_state
     from cat_nb.diffusion import sample
     rd = RunDir(run); ck = rd.latest_checkpoint()
     if ck is None: raise FileNotFoundError(f"{run}: no checkpoint yet")
@@ -136,14 +135,13 @@ def piti_source_metrics(run, data, like: str, n_val: int = 0, seed: int = 0, dev
                            respacing=cfg['sample_respacing'], guidance=cfg['sample_guidance']))
     p = Path(run)/'source_eval.json'
     if p.exists() and (old := json.loads(p.read_text())).get('key') == key: return old
-    st = rd.load_latest('cpu'); from cat_nb.piti_train import PITITrainConfig
-    model = build_piti(PITITrainConfig(**{k: v for k, v in cfg.items() if k in PITITrainConfig.__dataclass_fields__}).model)
-    load_piti_state(model, st['EMA']); dev = get_device(device); model.to(dev).eval()
+    from cat_nb.piti_train import load_piti_run
+    dev = get_device(device); model, _, step = load_piti_run(run, 'EMA', dev)
     gen = lambda labels, seeds: sample(model, labels, respacing=cfg['sample_respacing'], guidance=cfg['sample_guidance'],
                                        seed=[int(s) for s in seeds], device=dev, progress=False)
     t0 = time.perf_counter()
     r = evaluate(gen, val, ('fid', 'kid'), seed=seed, device=device, progress=progress)
-    res = dict(key=key, step=st['step'], fid=r['fid'], kid=r['kid'], kid_std=r['kid_std'], n_val=r['n_val'], seconds=round(time.perf_counter() - t0, 1),
+    res = dict(key=key, step=step, fid=r['fid'], kid=r['kid'], kid_std=r['kid_std'], n_val=r['n_val'], seconds=round(time.perf_counter() - t0, 1),
                s_per_image=round((time.perf_counter() - t0) / r['n_val'], 3), respacing=cfg['sample_respacing'], guidance=cfg['sample_guidance'],
                threads=torch.get_num_threads(), device=str(dev))
     atomic_write(p, json.dumps(to_jsonable(res), indent=1) + '\n')

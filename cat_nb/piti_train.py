@@ -21,7 +21,7 @@ from .train import _colorize
 
 # %% auto #0
 __all__ = ['PITITrainConfig', 'piti_train_config', 'PITIItems', 'piti_items', 'PITITrainer', 'piti_grid', 'train_piti',
-           'label_gap']
+           'label_gap', 'load_piti_run', 'run_label_gap']
 
 # %% ../nbs/36_piti_train.ipynb #234cb98a
 @dataclass
@@ -239,3 +239,23 @@ def label_gap(model, diffusion, images: torch.Tensor, labels: torch.Tensor, ts=(
     mse = lambda L: diffusion.training_losses(lambda xt, tt: model(xt, tt, L.repeat(len(ts), *[1] * (L.ndim - 1)).to(dev)), x, t, noise)['mse'].mean().item()
     own, rolled = mse(labels), mse(labels.roll(1, 0)); model.train(was)
     return dict(own=own, rolled=rolled, gap=rolled / own - 1)
+
+# %% ../nbs/36_piti_train.ipynb #816cf7f2
+def load_piti_run(run, which: str = 'EMA', device='cpu') -> tuple:
+    "(model in eval mode, PITITrainConfig, step) of a PITI training run folder's newest checkpoint; `which` 'EMA' or 'model' (raw)."
+    rd = RunDir(run); ck = rd.latest_checkpoint()
+    if ck is None: raise FileNotFoundError(f"{rd.path} holds no checkpoint yet")
+    if which not in ('EMA', 'model'): raise ValueError(f"which must be 'EMA' or 'model', got {which!r}")
+    cfg = PITITrainConfig(**{k: v for k, v in rd.config.items() if k in PITITrainConfig.__dataclass_fields__})
+    st = rd.load_latest('cpu'); model = build_piti(cfg.model); load_piti_state(model, st[which])
+    return model.to(get_device(device)).eval(), cfg, st['step']
+
+def run_label_gap(run, data, n: int = 16, which: str = 'EMA', device='cpu') -> dict:
+    "`label_gap` of a run's newest model on the first `n` val items of `data` at t ∈ (200, 500) and (700, 900): {step, gap_lo, gap_hi}."
+    if n < 2: raise ValueError("run_label_gap needs n >= 2 validation items")
+    model, cfg, step = load_piti_run(run, which, device); val = piti_items(data, cfg, 'val')
+    its = [val[i] for i in range(min(n, len(val)))]
+    img, lab = torch.stack([v['image'] for v in its]), torch.stack([v['label'] for v in its]); dif = diffusion_for(cfg.model)
+    gap = lambda ts: label_gap(model, dif, img, lab, ts=ts)['gap']
+    return dict(step=step, gap_lo=gap((200, 500)), gap_hi=gap((700, 900)))
+
