@@ -146,14 +146,15 @@ def _attend(q, k, v, bias=None):
     return F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=bias).transpose(1, 2)
 
 @functools.lru_cache(maxsize=32)
-def locality_bias(h: int, w: int, n_tokens: int, self_keys: int, sigma: float) -> torch.Tensor:
-    "Logit bias of pixel queries on an h×w grid: -|p - p_tok|²/2σ² to each token of the encoder's square grid, 0 to the `self_keys` pixel keys. (h·w, n_tokens + self_keys)"
+def locality_bias(h: int, w: int, n_tokens: int, self_keys: int, sigma: float, device='cpu', dtype=torch.float32) -> torch.Tensor:
+    """Logit bias of pixel queries on an h×w grid: -|p - p_tok|²/2σ² to each token of the encoder's square grid, 0 to the `self_keys` pixel keys.
+    (h·w, n_tokens + self_keys), cached per shape, device and dtype (built once, not copied to the device at every call; do not modify it)."""
     g = math.isqrt(n_tokens)
     if g * g != n_tokens: raise ValueError(f"locality needs a square token grid, got {n_tokens} tokens")
     c = lambda n: (torch.arange(n) + 0.5) / n                                  # cell centres in [0,1]
     py, px = (a.reshape(-1, 1) for a in torch.meshgrid(c(h), c(w), indexing='ij'))
     ty, tx = (a.reshape(1, -1) for a in torch.meshgrid(c(g), c(g), indexing='ij'))
-    return torch.cat([-((py - ty) ** 2 + (px - tx) ** 2) / (2 * sigma ** 2), torch.zeros(h * w, self_keys)], 1)
+    return torch.cat([-((py - ty) ** 2 + (px - tx) ** 2) / (2 * sigma ** 2), torch.zeros(h * w, self_keys)], 1).to(device, dtype)
 
 class ResBlock(nn.Module):
     "ADM residual block, scale-shift norm; `updown` in (None, 'up', 'down'). x (B,C,H,W), emb (B,E) -> (B,C_out,H',W')."
@@ -191,7 +192,7 @@ class AttentionBlock(nn.Module):
         if xf_out is not None:
             ek, ev = self.encoder_kv(xf_out).reshape(B * n, 2 * d, -1).split(d, 1)
             k, v = torch.cat([ek, k], -1), torch.cat([ev, v], -1)
-        bias = locality_bias(H, W, ek.shape[-1], H * W, self.locality).to(x.device, q.dtype) if self.locality and xf_out is not None else None
+        bias = locality_bias(H, W, ek.shape[-1], H * W, self.locality, x.device, q.dtype) if self.locality and xf_out is not None else None
         return x + self.proj_out(_attend(q, k, v, bias).reshape(B, C, H * W)).view(B, C, H, W)
 
 class TimestepSeq(nn.Sequential):
