@@ -123,8 +123,8 @@ PITI_EVAL_VERSION = 1
 def piti_source_metrics(run, data, like: str, n_val: int = 0, seed: int = 0, device: str = 'auto', progress: bool = False) -> dict:
     """FID/KID of a PITI source run's EMA model on the first `n_val` (0: all) validation maps of `data`, one sample per map with the run's
     sampler (`sample_respacing`, `sample_guidance`), and the sampling cost (s per image); cached in RUN/source_eval.json."""
-    from cat_nb.data import SegDataset, fingerprint
-    from cat_nb.metrics import evaluate, FID_PROTOCOL
+    from cat_nb.data import fingerprint
+    from cat_nb.metrics import FID_PROTOCOL
     from cat_nb.diffusion import sample
     rd = RunDir(run); ck = rd.latest_checkpoint()
     if ck is None: raise FileNotFoundError(f"{run}: no checkpoint yet")
