@@ -17,13 +17,13 @@ from .pipeline import AFFINITIES
 # %% auto #0
 __all__ = ['SHORT', 'DIRECTIONS', 'TABLE2_METHODS', 'METHOD_LABELS', 'AFFINITY_LABELS', 'TABLE5_METHODS', 'PLANS',
            'FINETUNE_REPORTS', 'PITI_REPORTS', 'TABLE4_ROWS', 'SPECS', 'STANDARD_COSTS', 'MICROBENCH_ITER_S',
-           'PITI_COSTS', 'METRICS', 'RUN_COLUMNS', 'PAPER_NOTE', 'split_direction', 'direction_label', 'paper_numbers',
-           'schedule', 'plan', 'shared_likes', 'specs_table1', 'specs_table2', 'specs_table3', 'specs_table4',
-           'specs_figure3', 'specs_figure4', 'specs_table5', 'unique_specs', 'report_work', 'estimate_piti',
-           'estimate_plan', 'aggregate', 'fmt', 'paper_table', 'compare', 'rank_agreement', 'data_label',
-           'comparison_markdown', 'save_runs', 'save_markdown', 'table_report', 'bar_comparison', 'sample_grid_figure',
-           'sweep_figure', 'ground_truth', 'init_agreement', 'plot_agreement', 'notebook_sha', 'mark_finished',
-           'notebook_title', 'parse_literal', 'write_summary']
+           'PITI_COSTS', 'METRICS', 'RUN_COLUMNS', 'PAPER_NOTE', 'PITI_NOTE', 'split_direction', 'direction_label',
+           'paper_numbers', 'schedule', 'plan', 'shared_likes', 'specs_table1', 'specs_table2', 'specs_table3',
+           'specs_table4', 'specs_figure3', 'specs_figure4', 'specs_table5', 'unique_specs', 'report_work',
+           'estimate_piti', 'estimate_plan', 'aggregate', 'fmt', 'paper_table', 'compare', 'rank_agreement',
+           'data_label', 'comparison_markdown', 'save_runs', 'save_markdown', 'table_report', 'bar_comparison',
+           'sample_grid_figure', 'sweep_figure', 'ground_truth', 'init_agreement', 'plot_agreement', 'notebook_sha',
+           'mark_finished', 'notebook_title', 'parse_literal', 'write_summary']
 
 # %% ../nbs/61_reports.ipynb #f6c4c540
 SHORT = dict(ade20k='ADE', cocostuff='COCO', cityscapes='Cityscapes')
@@ -112,15 +112,16 @@ def paper_numbers() -> pd.DataFrame:
 _ALL_DIRS, _PAIR = list(DIRECTIONS), [_C2A, _A2C]
 TABLE5_METHODS = ('finetune-all', 'fixdec', 'fixdec-prompts', 'cat')      # Table 5's rows; the first and last are Table 2's PITI rows
 PLANS = {
- 'table1': dict(quick=dict(directions=_PAIR, affinities=list(AFFINITIES), seeds=[0], n_images=8, spread_affinities=list(AFFINITIES)),
-                standard=dict(directions=_PAIR, affinities=list(AFFINITIES), seeds=[0, 1, 2], n_images=100, spread_affinities=['random', 'combination']),
-                paper=dict(directions=_PAIR, affinities=list(AFFINITIES), seeds=[0], n_images=100, spread_affinities=list(AFFINITIES))),
+ 'table1': dict(quick=dict(directions=_PAIR, affinities=list(AFFINITIES), seeds=[0], n_images=8, spread_affinities=list(AFFINITIES), piti_directions=[_A2C]),
+                standard=dict(directions=_PAIR, affinities=list(AFFINITIES), seeds=[0, 1, 2], n_images=100, spread_affinities=['random', 'combination'],
+                              piti_directions=_PAIR),
+                paper=dict(directions=_PAIR, affinities=list(AFFINITIES), seeds=[0], n_images=100, spread_affinities=list(AFFINITIES), piti_directions=_PAIR)),
  'table2': dict(quick=dict(directions=_ALL_DIRS, methods=['scratch', 'freezed', 'cat'], seeds=[0], n_images=8),
                 standard=dict(directions=_PAIR, methods=list(TABLE2_METHODS), seeds=[0], n_images=100),
                 paper=dict(directions=_ALL_DIRS, methods=list(TABLE2_METHODS), seeds=[0], n_images=100)),
- 'table3': dict(quick=dict(directions=_PAIR, affinities=list(AFFINITIES), seeds=[0], n_images=8),
-                standard=dict(directions=_PAIR, affinities=list(AFFINITIES), seeds=[0, 1, 2], n_images=100),
-                paper=dict(directions=_PAIR, affinities=list(AFFINITIES), seeds=[0], n_images=100)),
+ 'table3': dict(quick=dict(directions=_PAIR, affinities=list(AFFINITIES), seeds=[0], n_images=8, piti_directions=[_A2C]),
+                standard=dict(directions=_PAIR, affinities=list(AFFINITIES), seeds=[0, 1, 2], n_images=100, piti_directions=_PAIR),
+                paper=dict(directions=_PAIR, affinities=list(AFFINITIES), seeds=[0], n_images=100, piti_directions=_PAIR)),
  'table4': dict(quick=dict(directions=_PAIR, seeds=[0], n_images=8),
                 standard=dict(directions=_PAIR, seeds=[0, 1, 2], n_images=100),
                 paper=dict(directions=_PAIR, seeds=[0], n_images=100)),
@@ -186,23 +187,28 @@ def shared_likes(reports, preset: str, directions=None, likes: str = 'ade20k,coc
 TABLE4_ROWS = ((False, False, False, False), (True, False, False, False), (True, True, False, False),
                (True, True, True, False), (True, True, True, True))           # (FreezeD, 2 stages, residual, CAT init), paper order
 
-def specs_table1(directions, affinities, seeds, n_images, spread_affinities=None, overrides=()) -> list[RunSpec]:
+def specs_table1(directions, affinities, seeds, n_images, spread_affinities=None, overrides=(), piti_directions=()) -> list[RunSpec]:
     """Table 1: CAT finetuned from each affinity (random: `cat-random`). The `spread_affinities` (None: all) run at every seed, the others
-    at the first seed only: the seed spread is measured where the findings need it (finetuned vs training-free, CAT vs random)."""
-    return [RunSpec(*split_direction(d), 'cat-random' if a == 'random' else 'cat', None if a == 'random' else a, seed=s, n_images=n_images,
-                    overrides=overrides) for d in directions for a in affinities
-            for s in (seeds if spread_affinities is None or a in spread_affinities else seeds[:1])]
+    at the first seed only: the seed spread is measured where the findings need it (finetuned vs training-free, CAT vs random).
+    PITI rows (`piti_directions`): CAT-PITI from each affinity at the first seed, on the PITI transfer schedule (`overrides` are OASIS's)."""
+    cat = lambda a: ('cat-random', None) if a == 'random' else ('cat', a)
+    return [RunSpec(*split_direction(d), *cat(a), seed=s, n_images=n_images, overrides=overrides) for d in directions for a in affinities
+            for s in (seeds if spread_affinities is None or a in spread_affinities else seeds[:1])] + \
+           [RunSpec(*split_direction(d), *cat(a), seed=seeds[0], n_images=n_images, backbone='piti') for d in (piti_directions or ()) for a in affinities]
 
 def specs_table2(directions, methods, seeds, n_images, overrides=()) -> list[RunSpec]:
     "Table 2: every transfer method (CAT with the combination affinity)."
     return [RunSpec(*split_direction(d), m, seed=s, n_images=n_images, overrides=overrides) for d in directions for m in methods for s in seeds]
 
-def specs_table3(directions, affinities, seeds, n_images, overrides=()) -> list[RunSpec]:
+def specs_table3(directions, affinities, seeds, n_images, overrides=(), piti_directions=()) -> list[RunSpec]:
     """Table 3: training-free CAT for every affinity (nothing trained: no schedule), plus combination + finetuning.
-    Only `random` depends on the seed; the other affinities are deterministic and evaluated with fixed noise, so they run once (first seed)."""
+    Only `random` depends on the seed; the other affinities are deterministic and evaluated with fixed noise, so they run once (first seed).
+    PITI rows (`piti_directions`): the same at the first seed only (its finetuned row is Table 5's CAT-PITI run)."""
     tf = [RunSpec(*split_direction(d), 'cat', a, training_free=True, seed=s, n_images=n_images)
           for d in directions for a in affinities for s in (seeds if a == 'random' else seeds[:1])]
-    return tf + [RunSpec(*split_direction(d), 'cat', 'combination', seed=s, n_images=n_images, overrides=overrides) for d in directions for s in seeds]
+    piti = [RunSpec(*split_direction(d), 'cat', a, training_free=tf_, seed=seeds[0], n_images=n_images, backbone='piti')
+            for d in (piti_directions or ()) for a, tf_ in [*((a, True) for a in affinities), ('combination', False)]]
+    return tf + [RunSpec(*split_direction(d), 'cat', 'combination', seed=s, n_images=n_images, overrides=overrides) for d in directions for s in seeds] + piti
 
 def specs_table4(directions, seeds, n_images, overrides=()) -> list[RunSpec]:
     "Table 4: the OASIS ablation rows, method `cat` with explicit switches (the all-on row is plain CAT)."
@@ -338,6 +344,8 @@ def rank_agreement(cmp: pd.DataFrame) -> pd.DataFrame:
 # %% ../nbs/61_reports.ipynb #9e9a3f1f
 PAPER_NOTE = ("Paper: real datasets at 256 px, full-size OASIS ({table} of the paper). Ours: {data} at preset `{preset}`. "
               "Different data and model size: compare orderings and gaps (ranks, Kendall τ), not values.")
+PITI_NOTE = ("PITI at this preset: the source models of `cat_nb.piti_train` (`standard`: base model only, 64 px, no upsampler), sampled with "
+             "the run's respacing and guidance; the combination affinity is the one the OASIS runs use (its FID tie-break reads the OASIS source models).")
 
 def data_label(preset: str, roots: dict | None = None) -> str:
     "What data a preset ran on, for captions."
@@ -374,17 +382,18 @@ def save_markdown(name: str, out_dir, title: str, sections: list[tuple[str, str]
 
 # %% ../nbs/61_reports.ipynb #c9c911d1
 def table_report(runs: pd.DataFrame, name: str, keys, label_col: str, title: str, out_dir, preset: str, roots: dict | None = None,
-                 relabel=None, label_cols=None, arch: str = 'OASIS', note: str = '') -> str:
-    "Write `<name>.md` (ours vs the paper's `name` table, Kendall τ) and `<name>.png` from `runs`; returns the Markdown shown in the report."
+                 relabel=None, label_cols=None, arch: str = 'OASIS', note: str = '', stem: str | None = None) -> str:
+    """Write `<stem>.md` (ours vs the paper's `name` table, `arch` rows, Kendall τ) and `<stem>.png` from `runs` (`stem`: default `name`,
+    e.g. 'table1_piti' for a table's PITI rows); returns the Markdown shown in the report."""
     cmp = compare(aggregate(runs, keys), name, keys, arch)
     if relabel is not None: cmp = relabel(cmp)
     tau = rank_agreement(cmp).to_markdown(index=False)
     note = PAPER_NOTE.format(table=f'Table {name[-1]}', data=data_label(preset, roots), preset=preset) + (f' {note}' if note else '')
     if arch != 'OASIS': note = note.replace('full-size OASIS', f'full-size {arch}')
     md = comparison_markdown(cmp, keys, label_cols)
-    save_markdown(name, out_dir, title, [('', note), ('Ours (mean ± std over seeds) vs the paper', md),
+    save_markdown(stem or name, out_dir, title, [('', note), ('Ours (mean ± std over seeds) vs the paper', md),
                                          ("Kendall's τ between our ordering and the paper's", tau)])
-    bar_comparison(cmp, label_col, Path(out_dir)/f'{name}.png', title)
+    bar_comparison(cmp, label_col, Path(out_dir)/f'{stem or name}.png', title)
     return '\n\n'.join((note, md, tau))
 
 # %% ../nbs/61_reports.ipynb #0c69749e

@@ -41,7 +41,8 @@ def test_every_report_has_one_typed_commented_parameters_cell():
 
 def test_table1_end_to_end_with_papermill(tmp_path):
     "One report at quick with a reduced plan, through the CLI: its CSV has the long-format columns, a second call is cached."
-    args = ['--only', 'table1', '-p', "directions=['ade20k->cityscapes']", '-p', "affinities=['random', 'text']", '-p', 'workers=1']
+    args = ['--only', 'table1', '-p', "directions=['ade20k->cityscapes']", '-p', "affinities=['random', 'text']", '-p', 'piti_directions=[]',
+            '-p', 'workers=1']
     r, sec = _reproduce(tmp_path, *args)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     out = tmp_path/'out'
@@ -78,6 +79,12 @@ def test_full_quick_reproduce(tmp_path):
         assert CSV_COLUMNS <= set(runs.columns) and len(runs) > 0, name
         assert runs[['fid', 'kid', 'miou']].notna().all().all(), name
         assert (out/name/f'{name}.md').exists() and list((out/name).glob('*.png')), name
+    for name in ('table1', 'table3'):                       # their PITI rows, in a table of their own
+        runs = pd.read_csv(out/name/f'{name}.csv'); piti = runs[runs.backbone == 'piti']
+        assert set(piti.affinity) == {'random', 'text', 'segmentation', 'vision', 'combination'} and piti.fid.gt(0).all(), name
+        md = (out/name/f'{name}_piti.md').read_text()
+        assert 'PITI at this preset' in md and 'FID paper' in md and (out/name/f'{name}_piti.png').exists(), name
+    assert (pd.read_csv(out/'table3'/'table3.csv').query("backbone == 'piti'").training_free.sum() == 5)
     f4 = pd.read_csv(out/'figure4'/'figure4.csv')
     assert f4.iterations.notna().all() and set(f4.method) == {'cat', 'cat-random'}
     assert len(list((out/'figure3').glob('figure3_*.png'))) == 3
