@@ -118,7 +118,7 @@ class CATPITIConfig:
 
 def piti_transfer_config(method: str, target_like: str, source_model: PITIConfig | dict, preset: str | None = None,
                          n_prompts: int | None = None, trainable=None, **overrides) -> CATPITIConfig:
-    "A resolved CATPITIConfig: the preset's schedule, the source architecture with `n_prompts` prompts (0 for methods without), the method's trainable groups."
+    "A resolved CATPITIConfig: the preset's schedule, the source architecture with `n_prompts` prompts (0 for methods without and training-free runs), the method's trainable groups."
     if method not in PITI_METHODS: raise ValueError(f"unknown CAT-PITI method {method!r}; choose from {', '.join(PITI_METHODS)}")
     spec = PITI_METHODS[method]
     if trainable is None: trainable = spec.trainable
@@ -129,6 +129,7 @@ def piti_transfer_config(method: str, target_like: str, source_model: PITIConfig
     if preset not in PITI_TRANSFER: raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PITI_TRANSFER)}")
     kw = {**PITI_TRANSFER[preset], **overrides}; n = kw.pop('n_prompts')
     if n_prompts is not None: n = n_prompts
+    if kw.get('training_free'): n = 0            # prompts are trained tokens: training-free CAT-PITI is the source behind the affinity, nothing else
     cfields = {f.name for f in dataclasses.fields(CATPITIConfig)} - {'train', 'method', 'source_model'}
     ckw = {k: kw.pop(k) for k in list(kw) if k in cfields}
     tm = PITIConfig(**{**sm, 'n_prompts': n, **({'num_classes': num_ids(target_like)} if spec.affinity == 'none' else {})})
