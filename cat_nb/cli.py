@@ -8,7 +8,7 @@ import argparse, importlib, importlib.metadata as md, importlib.util, json, os, 
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['COMMANDS', 'main', 'weights_status', 'info', 'find_reports', 'reproduce', 'check_params']
+__all__ = ['COMMANDS', 'main', 'weights_status', 'info', 'find_reports', 'reproduce', 'check_params', 'backbone_split']
 
 # %% ../nbs/01_cli.ipynb #92338863
 COMMANDS: dict[str, tuple[str, str]] = {  # name: ('module:function', one-line help)
@@ -190,6 +190,8 @@ def reproduce(argv: list[str] = ()) -> int:
     ap.add_argument('-p', '--param', action='append', default=[], metavar='KEY=VALUE', help="report parameter (Python literal), e.g. -p \"seeds=[0]\"; repeatable; checked against the reports' "
                     "parameters cells before anything runs (default: none, each report's plan)")
     ap.add_argument('--force', action='store_true', help='rerun reports that already finished')
+    ap.add_argument('--backbone', choices=['all', 'oasis', 'piti'], default='all', help="which backbone's rows to run: oasis (every report but "
+                    "table5, with piti_directions=[]), piti (table5 and the PITI rows of the reports that have them, with directions=[]), or all")
     ap.add_argument('--retrain-sources', action='store_true', help='train the source models instead of installing the shipped ones '
                     '(standard preset; sets CAT_NB_SOURCES=train for every worker and report)')
     ap.add_argument('--executor', choices=['local', 'slurm'], default='local', help='where source models, segmenters, affinities and transfer runs '
@@ -230,13 +232,17 @@ def reproduce(argv: list[str] = ()) -> int:
         unknown = set(a.only) - {p.stem for p in nbs}
         if unknown: ap.error(f"unknown report(s) {sorted(unknown)}; available: {[p.stem for p in nbs]}")
         nbs = [p for p in nbs if p.stem in a.only]
+    try: keep, split = backbone_split({p.stem: _declared(p) for p in nbs}, a.backbone)
+    except ValueError as e: ap.error(str(e))
+    nbs = [p for p in nbs if p.stem in keep]
     try: check_params({p.stem: _declared(p) for p in all_nbs}, [p.stem for p in nbs], given, a.preset)
     except ValueError as e: ap.error(str(e))
     out = Path(a.out) if a.out else rdir/'out'/a.preset; out.mkdir(parents=True, exist_ok=True)
     for n in _recover(out, [p.stem for p in all_nbs]):
         print(f'{n}: an earlier call stopped while rerunning it; its last good outputs are back in place', file=sys.stderr)
     params_of = {nb.stem: dict(preset=a.preset, out_dir=str((out/nb.stem).resolve()))
-                          | {k: v for k, v in extra.items() if k in pm.inspect_notebook(str(nb))} for nb in nbs}
+                          | {k: v for k, v in extra.items() if k in pm.inspect_notebook(str(nb))}
+                          | {k: v for k, v in split.get(nb.stem, {}).items() if k not in given} for nb in nbs}
     todo = [nb.stem for nb in nbs if a.force or not _finished(out/nb.name, params_of[nb.stem], nb)]
     t_all, c_all = time.time(), _cpu()
     try: shared = _prebuild(todo, params_of, a.preset, extra, executor)
@@ -309,3 +315,16 @@ def check_params(declared: dict[str, dict], selected: list[str], given: dict, pr
         from cat_nb.reports import PLANS, report_work
         try: report_work({r: {k: v for k, v in given.items() if k in declared[r]} for r in selected if r in PLANS}, given.get('preset', preset))
         except Exception as e: raise ValueError(f"-p: the reports' plans refuse these parameters: {e}") from e
+
+# %% ../nbs/01_cli.ipynb #28bda257
+def backbone_split(declared: dict[str, dict], backbone: str = 'all') -> tuple[list[str], dict[str, dict]]:
+    """`cat-nb reproduce --backbone`: (the reports to run, {report: parameters}) of the selected reports' `declared` parameters.
+    'oasis': every report but the PITI-only ones, `piti_directions=[]` where declared; 'piti': the PITI-only reports and those
+    declaring `piti_directions`, with `directions=[]` (their OASIS rows off); 'all': everything as planned."""
+    from cat_nb.reports import PITI_REPORTS
+    if backbone not in ('all', 'oasis', 'piti'): raise ValueError(f"backbone must be all, oasis or piti, got {backbone!r}")
+    if backbone == 'all': return list(declared), {}
+    has = {r: 'piti_directions' in d for r, d in declared.items()}
+    keep = [r for r in declared if (r not in PITI_REPORTS if backbone == 'oasis' else r in PITI_REPORTS or has[r])]
+    if not keep: raise ValueError(f"--backbone {backbone}: none of the selected reports ({', '.join(declared) or 'none'}) has {backbone.upper()} rows")
+    return keep, {r: {'piti_directions': []} if backbone == 'oasis' else {'directions': []} for r in keep if has[r]}
