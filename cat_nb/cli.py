@@ -232,10 +232,11 @@ def reproduce(argv: list[str] = ()) -> int:
         unknown = set(a.only) - {p.stem for p in nbs}
         if unknown: ap.error(f"unknown report(s) {sorted(unknown)}; available: {[p.stem for p in nbs]}")
         nbs = [p for p in nbs if p.stem in a.only]
-    try: keep, split = backbone_split({p.stem: _declared(p) for p in nbs}, a.backbone)
+    declared = {p.stem: _declared(p) for p in all_nbs}                # each parameters cell read once
+    try: keep, split = backbone_split({p.stem: declared[p.stem] for p in nbs}, a.backbone)
     except ValueError as e: ap.error(str(e))
     nbs = [p for p in nbs if p.stem in keep]
-    try: check_params({p.stem: _declared(p) for p in all_nbs}, [p.stem for p in nbs], given, a.preset)
+    try: check_params(declared, [p.stem for p in nbs], given, a.preset)
     except ValueError as e: ap.error(str(e))
     out = Path(a.out) if a.out else rdir/'out'/a.preset; out.mkdir(parents=True, exist_ok=True)
     for n in _recover(out, [p.stem for p in all_nbs]):

@@ -266,9 +266,7 @@ def _iter_kind(s: RunSpec) -> str:
     if s.method == 'scratch': return 'scratch'
     return 'residual' if s.method in ('cat', 'cat-random', 'cgantransfer') and s.residual is not False else 'baseline'
 
-# one thread, beside another single-threaded job (session 6, the standard Table 5 runs): a PITI step at batch 8 2.3 s; a sample with
-# 25 respaced steps and guidance 3.0 (two network passes per step) 3.4 s; a 2000-step source model about 2.4 s per step
-PITI_COSTS = dict(iter_s=2.3, image_s=3.4, eval_n=100, source_iters=2000)
+PITI_COSTS = dict(iter_s=2.3, image_s=3.4, eval_n=100, source_iters=2000)   # 1 thread beside another job (session 6): s per step (batch 8) / sample (25 steps, guidance 3)
 
 def estimate_piti(preset: str = 'standard', costs: dict | None = None, workers: int = 2, plans: dict | None = None) -> dict:
     "The PITI part of the plan (Table 5 and the PITI rows of the other reports): runs and wall-time estimate (hours), source models included."
