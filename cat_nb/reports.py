@@ -22,8 +22,9 @@ __all__ = ['SHORT', 'DIRECTIONS', 'TABLE2_METHODS', 'METHOD_LABELS', 'AFFINITY_L
            'specs_table4', 'specs_figure3', 'specs_figure4', 'specs_table5', 'unique_specs', 'report_work',
            'estimate_piti', 'estimate_plan', 'aggregate', 'fmt', 'paper_table', 'compare', 'rank_agreement',
            'data_label', 'comparison_markdown', 'save_runs', 'save_markdown', 'table_report', 'transfer_frames',
-           'frames_markdown', 'bar_comparison', 'sample_grid_figure', 'sweep_figure', 'ground_truth', 'init_agreement',
-           'plot_agreement', 'notebook_sha', 'mark_finished', 'notebook_title', 'parse_literal', 'write_summary']
+           'frames_markdown', 'append_piti_frames', 'bar_comparison', 'sample_grid_figure', 'sweep_figure',
+           'ground_truth', 'init_agreement', 'plot_agreement', 'notebook_sha', 'mark_finished', 'notebook_title',
+           'parse_literal', 'write_summary']
 
 # %% ../nbs/61_reports.ipynb #f6c4c540
 SHORT = dict(ade20k='ADE', cocostuff='COCO', cityscapes='Cityscapes')
@@ -417,6 +418,13 @@ def frames_markdown(frames: dict[str, dict]) -> str:
     "A Markdown table of {target: transfer_frames(...)}: one row per frame, FID / KID per target."
     rows = {k: {t: f"{v[k]['fid']:.1f} / {v[k]['kid']:.3f}" for t, v in frames.items()} for k in next(iter(frames.values()))}
     return pd.DataFrame(rows).T.rename_axis('frame (FID / KID)').to_markdown()
+
+def append_piti_frames(md_path, targets, preset: str, n_images: int | None, roots: dict | None = None) -> str:
+    "The frames of the PITI runs' targets on their validation maps (`pipeline.PITI_EVAL_N`), appended to report file `md_path`; their Markdown."
+    from cat_nb.pipeline import PITI_EVAL_N
+    fmd = frames_markdown({t: transfer_frames(t, preset, n_images, PITI_EVAL_N.get(preset), roots) for t in dict.fromkeys(targets)})
+    with open(md_path, 'a') as f: f.write('\n## The frames: what needs no model, on the same validation maps\n\n' + fmd + '\n')
+    return fmd
 
 # %% ../nbs/61_reports.ipynb #0c69749e
 def _plt():
