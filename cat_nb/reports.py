@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import atomic_write
+from .core import atomic_write, moved_names
 from .runspec import RunSpec
 from .pipeline import AFFINITIES
 
@@ -21,10 +21,9 @@ __all__ = ['SHORT', 'DIRECTIONS', 'TABLE2_METHODS', 'METHOD_LABELS', 'AFFINITY_L
            'paper_numbers', 'schedule', 'plan', 'shared_likes', 'specs_table1', 'specs_table2', 'specs_table3',
            'specs_table4', 'specs_figure3', 'specs_figure4', 'specs_table5', 'unique_specs', 'report_work',
            'estimate_piti', 'estimate_plan', 'aggregate', 'fmt', 'paper_table', 'compare', 'rank_agreement',
-           'data_label', 'comparison_markdown', 'save_runs', 'save_markdown', 'table_report', 'transfer_frames',
-           'frames_markdown', 'append_piti_frames', 'bar_comparison', 'sample_grid_figure', 'sweep_figure',
-           'ground_truth', 'init_agreement', 'plot_agreement', 'notebook_sha', 'mark_finished', 'notebook_title',
-           'parse_literal', 'write_summary']
+           'data_label', 'comparison_markdown', 'save_runs', 'save_markdown', 'table_report', 'bar_comparison',
+           'sample_grid_figure', 'sweep_figure', 'ground_truth', 'init_agreement', 'plot_agreement', 'notebook_sha',
+           'mark_finished', 'notebook_title', 'parse_literal', 'write_summary']
 
 # %% ../nbs/61_reports.ipynb #f6c4c540
 SHORT = dict(ade20k='ADE', cocostuff='COCO', cityscapes='Cityscapes')
@@ -397,34 +396,8 @@ def table_report(runs: pd.DataFrame, name: str, keys, label_col: str, title: str
     bar_comparison(cmp, label_col, Path(out_dir)/f'{stem or name}.png', title)
     return '\n\n'.join((note, md, tau))
 
-# %% ../nbs/61_reports.ipynb #26599fe5
-def transfer_frames(like: str, preset: str, n_images: int | None = 100, n_val: int | None = None, roots: dict | None = None) -> dict:
-    """{frame: {fid, kid, kid_std}} (`cat_nb.baselines.reference_points`) for the target `like`: the `n_images` few shots of the runs'
-    subset (seed 0) as the training images, the first `n_val` validation maps (None: all); cached in the pipeline's `frames` folder."""
-    from cat_nb.pipeline import dataset, target_subset, pipeline_root, config_hash
-    from cat_nb.metrics import FID_PROTOCOL
-    from cat_nb.data import num_ids, fingerprint
-    from cat_nb.baselines import reference_points
-    tr = dataset(like, preset, 'train', subset=target_subset(like, preset, n_images, roots=roots), roots=roots)
-    val = dataset(like, preset, 'val', roots=roots)
-    if n_val and len(val) > n_val: val = dataset(like, preset, 'val', subset=list(range(n_val)), roots=roots)
-    key = dict(protocol=FID_PROTOCOL, train=fingerprint(tr), val=fingerprint(val), v=1)
-    f = pipeline_root()/'frames'/f'transfer_{like}_{preset}_n{n_images or "all"}_{config_hash(key)}.json'
-    if f.exists(): return json.loads(f.read_text())
-    fr = reference_points(tr, val, num_ids(like), progress=False); f.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(f, json.dumps(fr) + '\n'); return fr
-
-def frames_markdown(frames: dict[str, dict]) -> str:
-    "A Markdown table of {target: transfer_frames(...)}: one row per frame, FID / KID per target."
-    rows = {k: {t: f"{v[k]['fid']:.1f} / {v[k]['kid']:.3f}" for t, v in frames.items()} for k in next(iter(frames.values()))}
-    return pd.DataFrame(rows).T.rename_axis('frame (FID / KID)').to_markdown()
-
-def append_piti_frames(md_path, targets, preset: str, n_images: int | None, roots: dict | None = None) -> str:
-    "The frames of the PITI runs' targets on their validation maps (`pipeline.PITI_EVAL_N`), appended to report file `md_path`; their Markdown."
-    from cat_nb.pipeline import PITI_EVAL_N
-    fmd = frames_markdown({t: transfer_frames(t, preset, n_images, PITI_EVAL_N.get(preset), roots) for t in dict.fromkeys(targets)})
-    with open(md_path, 'a') as f: f.write('\n## The frames: what needs no model, on the same validation maps\n\n' + fmd + '\n')
-    return fmd
+# %% ../nbs/61_reports.ipynb #899aa17f
+__getattr__ = moved_names('cat_nb.reports', dict.fromkeys(('transfer_frames', 'frames_markdown', 'append_piti_frames'), 'cat_nb.frames'))
 
 # %% ../nbs/61_reports.ipynb #0c69749e
 def _plt():
