@@ -1,5 +1,5 @@
 """Executors (`cat_nb.executors`): the local path in the default suite; a real one-node SLURM (slurmctld + slurmd + munged started
-here, stopped by PID) in the slow ones (`make test-cluster`)."""
+here, stopped by PID) in the slow ones (`make test-cluster`), and a multi-GPU job's torchrun path on CPU processes."""
 import contextlib, json, os, shutil, signal, socket, subprocess, sys, tempfile, threading, time
 from pathlib import Path
 
@@ -227,3 +227,44 @@ def test_reproduce_table3_on_slurm_equals_local(slurm, tmp_path):
     logs = list((tmp_path/'pipe_slurm'/'transfer').glob('*/slurm/*.log'))
     assert logs and all(_marker(l.parent)['state'] == 'done' for l in logs)
     print(f'table3 quick: local {t_local:.0f}s, slurm {t_slurm:.0f}s')
+
+
+# ---------------------------------------------------------------------------------------------- a multi-GPU job's torchrun path (slow)
+_TORCHRUN_JOB = r'''
+import json, sys
+from pathlib import Path
+from cat_nb.executors import LocalExecutor, JobCall
+from cat_nb.pipeline import run_plan, run_dir
+from cat_nb.runspec import RunSpec
+
+class Torchrun2(LocalExecutor):
+    "A job with a DDP part runs as a SLURM job with `--slurm-gpus-per-job 2` does (`JobCall(job, nproc=2)`); the others as locally."
+    def run(self, jobs, desc='jobs', progress=False):
+        res, err = {}, {}
+        for j in jobs:
+            if j.ddp is None: r, e = super().run([j], desc, progress)
+            else:
+                try: r, e = {j.key: JobCall(j, 2)()}, {}
+                except Exception as x: r, e = {}, {j.key: x}
+            res |= r; err |= e
+        return res, err
+
+spec = RunSpec('ade20k', 'cocostuff', 'cat', 'random', n_images=8)
+rows = run_plan([spec], 'quick', device='cpu', workers=1, progress=False, executor=Torchrun2(1, 'cpu'))
+Path(sys.argv[1]).write_text(json.dumps(dict(run=str(run_dir(spec, 'quick', None, 'cpu')), fid=float(rows.fid[0]))))
+'''
+
+@pytest.mark.slow
+def test_multi_gpu_job_trains_its_run_under_torchrun(tmp_path):
+    """The path of `--slurm-gpus-per-job N` inside an allocation, on CPU processes (gloo) instead of GPUs: `JobCall(job, nproc=2)`
+    trains the run under `torchrun --nproc_per_node=2` (the run's log says world 2), then the job's own call evaluates it once."""
+    env = dict(os.environ, CAT_NB_PIPELINE=str(tmp_path/'pipe'), OMP_NUM_THREADS='1')
+    r = subprocess.run([sys.executable, '-c', _TORCHRUN_JOB, str(tmp_path/'out.json')], env=env, capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    out = json.loads((tmp_path/'out.json').read_text()); run = Path(out['run'])
+    starts = [m for m in map(json.loads, (run/'metrics.jsonl').read_text().splitlines()) if m.get('event') in ('start', 'resume')]
+    assert [m['world'] for m in starts] == [2]                                  # one start, two processes in the process group
+    log = next((run/'slurm').glob('*.log')).read_text()
+    assert '--nproc_per_node=2' in log and 'torch.distributed.run' in log and log.count('== run ') == 2   # job start and end lines
+    assert (run/'done.json').exists() and (run/'pipeline_eval.json').exists() and out['fid'] > 0
+    print(f"torchrun job: world 2, FID {out['fid']:.1f}, log {len(log.splitlines())} lines")
