@@ -16,15 +16,15 @@ import torch.nn.functional as F
 
 from .core import RunDir, get_device, to_jsonable
 from .cat import AffinityLayer, resolve_init_affinity
-from .piti import PITI, PITIConfig, build_piti, load_piti_state, n_params, param_group, PARAM_GROUPS, CAT_PITI_TRAIN, CONV1
-from .diffusion import sample, diffusion_for
+from .piti import PITI, PITIConfig, build_piti, load_piti_state, n_params, param_group, resize_label, PARAM_GROUPS, CAT_PITI_TRAIN, CONV1
+from .diffusion import sample, diffusion_for, quantize_uint8
 from .piti_train import PITITrainConfig, PITITrainer, piti_train_config
 from .train import source_fingerprint, _colorize
 from .data import num_ids
 
 # %% auto #0
 __all__ = ['PITI_METHODS', 'PITI_TRANSFER', 'CATPITI', 'CATPITIConfig', 'piti_transfer_config', 'CATPITITrainer',
-           'read_piti_source', 'PITIBackbone', 'load_piti_transfer']
+           'read_piti_source', 'PITIBackbone', 'load_piti_transfer', 'cascade_generate_fn']
 
 # %% ../nbs/51_transfer_piti.ipynb #306a247a
 class CATPITI(nn.Module):
@@ -101,7 +101,9 @@ class CATPITIConfig:
     @property
     def backbone(self) -> 'PITIBackbone': return PITIBackbone(self.train.sample_respacing, self.train.sample_guidance)
     @property
-    def target(self): m = self.train.model; return SimpleNamespace(like=self.train.like, image_hw=(m.image_size, m.image_size), preset=m.preset, semantic_nc=self.n_target, z_dim=0)
+    def target(self):                     # the target data is read at the larger size: paper base, 256 px maps for 64 px images
+        m = self.train.model; S = max(m.image_size, m.label_size)
+        return SimpleNamespace(like=self.train.like, image_hw=(S, S), preset=m.preset, semantic_nc=self.n_target, z_dim=0)
     @property
     def n_target(self) -> int:
         from cat_nb.data import num_ids
@@ -111,9 +113,6 @@ class CATPITIConfig:
     def check(self) -> 'CATPITIConfig':
         if self.method not in PITI_METHODS: raise ValueError(f"unknown CAT-PITI method {self.method!r}; choose from {', '.join(PITI_METHODS)}")
         if not self.source_model: raise ValueError("CAT-PITI transfers a source PITI model: give its config (source_model)")
-        if self.train.model.label_size != self.train.model.image_size:
-            raise ValueError("CAT-PITI reads label maps at the image size here (the base model at quick/standard); got label_size "
-                             f"{self.train.model.label_size} for {self.train.model.image_size} px images")
         return self
 
 def piti_transfer_config(method: str, target_like: str, source_model: PITIConfig | dict, preset: str | None = None,
@@ -127,13 +126,14 @@ def piti_transfer_config(method: str, target_like: str, source_model: PITIConfig
     preset = preset or sm['preset']
     if preset != sm['preset']: raise ValueError(f"the source model was built at preset {sm['preset']!r}; transfer it at that preset (got {preset!r})")
     if preset not in PITI_TRANSFER: raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PITI_TRANSFER)}")
-    kw = {**PITI_TRANSFER[preset], **overrides}; n = kw.pop('n_prompts')
+    base = {k: v for k, v in PITI_TRANSFER[preset].items() if sm['kind'] == 'base' or not k.startswith('sample_')}   # an upsampler keeps its sampler
+    kw = {**base, **overrides}; n = kw.pop('n_prompts')
     if n_prompts is not None: n = n_prompts
     if kw.get('training_free'): n = 0            # prompts are trained tokens: training-free CAT-PITI is the source behind the affinity, nothing else
     cfields = {f.name for f in dataclasses.fields(CATPITIConfig)} - {'train', 'method', 'source_model'}
     ckw = {k: kw.pop(k) for k in list(kw) if k in cfields}
     tm = PITIConfig(**{**sm, 'n_prompts': n, **({'num_classes': num_ids(target_like)} if spec.affinity == 'none' else {})})
-    tc = dataclasses.replace(piti_train_config(target_like, preset, **kw), model=tm, trainable=tuple(trainable))
+    tc = dataclasses.replace(piti_train_config(target_like, preset, sm['kind'], **kw), model=tm, trainable=tuple(trainable))
     cfg = CATPITIConfig(train=tc, method=method, source_model=sm, **{'cat_init': PITI_METHODS[method].affinity == 'given', **ckw})
     return cfg.check()
 
@@ -172,8 +172,19 @@ class CATPITITrainer(PITITrainer):
     def stage_at(self, s: int) -> int: return 0
     def set_stage(self, i: int) -> None: self.stage = i
 
+    def fit_batch(self, image: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        "Images (B,3,S,S) and label ids (B,S,S) read at the target size, at the model's image and label sizes (no-op when they match)."
+        m = self.cfg.model
+        if image.shape[-1] > m.image_size:
+            image = F.interpolate(image.float(), (m.image_size, m.image_size), mode='bicubic', antialias=True, align_corners=False).clamp(-1, 1)
+        return image, resize_label(label, m.label_size) if label.shape[-1] != m.label_size else label
+
+    def step(self, batch: dict, s: int) -> dict:
+        image, label = self.fit_batch(batch['image'], batch['label'])
+        return super().step({**batch, 'image': image, 'label': label}, s)
+
     def check_batch(self, image: torch.Tensor, label: torch.Tensor) -> None:
-        m, C = self.cfg.model, self.tcfg.n_target
+        image, label = self.fit_batch(image, label); m, C = self.cfg.model, self.tcfg.n_target
         if tuple(image.shape[-2:]) != (m.image_size, m.image_size) or tuple(label.shape[-2:]) != (m.label_size, m.label_size):
             raise ValueError(f"batch images are {tuple(image.shape[-2:])} and label maps {tuple(label.shape[-2:])}, but this CAT-PITI model "
                              f"needs {m.image_size}x{m.image_size} images and {m.label_size}x{m.label_size} label maps")
@@ -190,6 +201,11 @@ class CATPITITrainer(PITITrainer):
         self.opt.load_state_dict(st['opt']); self.step_done = int(st['step'])
 
 # %% ../nbs/51_transfer_piti.ipynb #ee08cba4
+def _fit_low(x: torch.Tensor, r: int) -> torch.Tensor:
+    "An image batch (B,3,h,w) in [-1,1] as an upsampler's r x r input: antialiased bicubic resize, quantised to 8 bits (as in training)."
+    if x.shape[-1] != r: x = F.interpolate(x.float(), (r, r), mode='bicubic', antialias=True, align_corners=False).clamp(-1, 1)
+    return quantize_uint8(x)
+
 def read_piti_source(path) -> dict:
     "A source PITI checkpoint from a `train_piti` run folder or a checkpoint file: {'model': its PITIConfig as a dict, 'EMA', 'G'}."
     p = Path(path)
@@ -209,19 +225,33 @@ class PITIBackbone:
     def source_fingerprint(self, path) -> dict | None: return source_fingerprint(path)
     def trainer(self, cfg, source, affinity, device='auto', rank: int = 0, world: int = 1): return CATPITITrainer(cfg, source, affinity, device, rank, world)
     def trainer_for_loading(self, cfg, device='auto', rank: int = 0, world: int = 1): return CATPITITrainer(cfg, None, None, device, rank, world)
-    def generate_fn(self, G, device='auto'):
-        "`gen(labels, seeds)` for `cat_nb.metrics.evaluate`: the sampler with this backbone's respacing and guidance, one seed per image."
-        dev = get_device(device)
-        return lambda labels, seeds: sample(G, labels, respacing=self.respacing, guidance=self.guidance, seed=[int(s) for s in seeds],
-                                            device=dev, progress=False)
+    def generate_fn(self, G, device='auto', low_res=None):
+        """`gen(labels, seeds)` for `cat_nb.metrics.evaluate`: the sampler with this backbone's respacing and guidance, one seed per image,
+        label maps resized to the model's. An upsampler also needs `low_res(labels, seeds)` -> its (B,3,r,r) input in [-1, 1]."""
+        dev, c = get_device(device), G.cfg
+        if c.low_res and low_res is None:
+            raise ValueError("an upsampler samples from a low-res image: pass low_res, or chain it after a base model (`cascade_generate_fn`)")
+        def gen(labels, seeds):
+            low = _fit_low(low_res(labels, seeds), c.low_res) if c.low_res else None
+            lab = labels if labels.dtype.is_floating_point else resize_label(labels, c.label_size)
+            return sample(G, lab, low_res=low, respacing=self.respacing, guidance=self.guidance,
+                          seed=[int(s) for s in seeds], device=dev, progress=False)
+        return gen
     @torch.no_grad()
     def sample_grid(self, G, images, labels, like: str, z=None) -> torch.Tensor:
-        fake = self.generate_fn(G, next(G.parameters()).device)(labels, range(len(labels)))
+        "Label | real | generated rows; an upsampler refines the real images' low-res versions."
+        fake = self.generate_fn(G, next(G.parameters()).device, lambda l, s: images)(labels, range(len(labels)))
         rows = [_colorize(labels, like), (images.cpu() + 1) / 2, (fake + 1) / 2]
+        if fake.shape[-1] != images.shape[-1]: rows = [F.interpolate(r, fake.shape[-2:], mode='bilinear', antialias=True) for r in rows]
         return torch.cat([torch.cat(list(r.clamp(0, 1)), 2) for r in rows], 1)
     def evaluate(self, G, val, metrics=('fid', 'kid'), device='auto') -> dict:
-        from cat_nb.metrics import evaluate
-        return evaluate(self.generate_fn(G, device), val, tuple(metrics), device=device, progress=False)
+        "FID/KID... of one sample per val map; an upsampler refines each map's real low-res image (its cascade: `cascade_generate_fn`)."
+        from cat_nb.metrics import evaluate, _seed
+        low = None
+        if G.cfg.low_res:
+            index = {_seed(0, 0, j): j for j in range(len(val))}         # evaluate's seed of val item j (seed 0)
+            low = lambda labels, seeds: torch.stack([val[index[int(s)]]['image'] for s in seeds])
+        return evaluate(self.generate_fn(G, device, low), val, tuple(metrics), device=device, progress=False)
     def start_info(self, tr, cfg, n_train: int) -> dict:
         return dict(params=n_params(tr.model), trainable=sum(p.numel() for p in tr.params), trainable_groups=list(cfg.train.trainable),
                     train_affinity=cfg.train_affinity)
@@ -235,3 +265,12 @@ def load_piti_transfer(run, device='auto', which: str = 'EMA') -> tuple[nn.Modul
     cfg = CATPITIConfig(**{k: v for k, v in run.config.items() if k in {f.name for f in dataclasses.fields(CATPITIConfig)}})
     tr = CATPITITrainer(cfg, None, None, 'cpu'); tr.load(run.load_latest('cpu'), str(ck))
     return getattr(tr, which).to(get_device(device)).eval(), cfg
+
+# %% ../nbs/51_transfer_piti.ipynb #5dcb15e1
+def cascade_generate_fn(base, up, base_backbone: PITIBackbone, up_backbone: PITIBackbone, device='auto'):
+    """`gen(labels, seeds)` of PITI's two stages (paper: the 64 px base model, then the 64 -> 256 upsampler): (CAT-)PITI models of the
+    same target label set, each with its own sampler; the base samples are the upsampler's low-res input (resized if the sizes differ)."""
+    if base.cfg.low_res or not up.cfg.low_res: raise ValueError("cascade_generate_fn chains a base model, then an upsampler")
+    if base.cfg.num_classes != up.cfg.num_classes:
+        raise ValueError(f"the base model reads {base.cfg.num_classes} label ids and the upsampler {up.cfg.num_classes}: not one label set")
+    return up_backbone.generate_fn(up, device, low_res=base_backbone.generate_fn(base, device))
