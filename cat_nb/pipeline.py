@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .core import paths, config_hash, to_jsonable, atomic_write, RunDir, get_device, HelpFormatter
+from .core import paths, config_hash, to_jsonable, atomic_write, RunDir, get_device, HelpFormatter, moved_names
 from .data import check_like
 from .synth import write_synth
 from .train import train_config, train_source
@@ -25,11 +25,10 @@ from .runspec import RunSpec
 # %% auto #0
 __all__ = ['DATA_PRESETS', 'UNCOND_LIKES', 'AFFINITIES', 'VOTERS', 'AFFINITY_SETTINGS', 'RUN_SCHEDULES', 'PITI_RUN_SCHEDULES',
            'EVAL_VERSION', 'PITI_EVAL_N', 'pipeline_root', 'synth_data', 'shipped_source', 'source_dir', 'source_run',
-           'adopt_source', 'adopt_source_cli', 'ship_source', 'ship_source_cli', 'piti_source_dir',
-           'piti_uncond_source_dir', 'piti_uncond_source_run', 'piti_source_run', 'data_root', 'image_size', 'dataset',
-           'source_for', 'piti_source_for', 'target_subset', 'segmenter', 'segmenter_cached', 'source_mask',
-           'affinity_path', 'training_free_fid', 'affinity', 'run_dir', 'run_spec', 'transfer_run', 'run_backbone',
-           'evaluate_run', 'build_shared', 'build_affinities', 'run_row', 'run_plan']
+           'piti_source_dir', 'piti_uncond_source_dir', 'piti_uncond_source_run', 'piti_source_run', 'data_root',
+           'image_size', 'dataset', 'source_for', 'piti_source_for', 'target_subset', 'segmenter', 'segmenter_cached',
+           'source_mask', 'affinity_path', 'training_free_fid', 'affinity', 'run_dir', 'run_spec', 'transfer_run',
+           'run_backbone', 'evaluate_run', 'build_shared', 'build_affinities', 'run_row', 'run_plan']
 
 # %% ../nbs/60_pipeline.ipynb #7486200d
 DATA_PRESETS = dict(quick=dict(n_train=64, n_val=16, size=32), standard=dict(n_train=1000, n_val=200, size=64))
@@ -95,106 +94,18 @@ def source_run(like: str, preset: str = 'quick', seed: int = 0, data: str | Path
     atomic_write(out/'done.json', json.dumps(dict(step=tr.step_done, data=str(data)), indent=1) + '\n')
     return out
 
-# %% ../nbs/60_pipeline.ipynb #8e414828
-def adopt_source(like: str, preset: str, path, data: str | Path | None = None, which: str = 'latest') -> Path:
-    """Make the model at `path` (a `cat-nb train-source` run folder, a checkpoint file or an official OASIS checkpoint folder) the
-    cached source model of `like` at `preset` on `data` (default: the preset's SynthScenes set); returns the cached folder."""
-    from cat_nb.train import read_source_checkpoint
-    out, data, cfg = source_dir(like, preset, data=data)
-    st, src = read_source_checkpoint(path, which)
-    have, want = to_jsonable(st['model']), to_jsonable(cfg.model)
-    if have != want:
-        diff = {k: (have.get(k), want[k]) for k in want if have.get(k) != want[k]}
-        raise ValueError(f"{src} is not the {like} model the {preset!r} preset builds; differing fields (its, needed): {diff}")
-    if (d := _done(out)) is not None:
-        if d.get('adopted_from') == src: return out
-        raise FileExistsError(f"{out} already holds a source model ({'adopted from ' + d['adopted_from'] if d.get('adopted_from') else 'trained by the pipeline'}); "
-                              'delete that folder to adopt another one')
-    RunDir(out, cfg).save_checkpoint({k: st[k] for k in ('G', 'D', 'EMA', 'model')} | dict(step=cfg.iters, adopted_from=src), cfg.iters)
-    atomic_write(out/'done.json', json.dumps(dict(step=cfg.iters, data=str(data), adopted_from=src), indent=1) + '\n')
-    return out
-
-def adopt_source_cli(argv: list[str] | None = None) -> int:
-    "`cat-nb adopt-source`: use your own or the official OASIS source model in the reports instead of training one."
-    import argparse, sys
-    from cat_nb.data import LIKES
-    p = argparse.ArgumentParser(prog='cat-nb adopt-source', description=adopt_source.__doc__, formatter_class=HelpFormatter)
-    p.add_argument('--like', choices=LIKES, required=True, help='the source dataset the model was trained on')
-    p.add_argument('--preset', choices=('quick', 'standard', 'paper'), default='paper', help='the preset whose reports use it')
-    p.add_argument('--from', dest='path', required=True, type=Path, help='run folder, checkpoint file, or official folder with latest_{G,D,EMA}.pth')
-    p.add_argument('--which', default='latest', help="official checkpoints: latest | best | an iteration (default: latest)")
-    p.add_argument('--data', type=Path, help='the dataset root the reports will get (cat-nb reproduce --data LIKE=DIR); required at paper (default: none, SynthScenes below paper)')
-    a = p.parse_args(argv)
-    if a.preset == 'paper' and a.data is None: p.error('--preset paper needs --data: the real dataset root the reports will read')
-    try: out = adopt_source(a.like, a.preset, a.path.expanduser(), a.data and a.data.expanduser(), a.which)
-    except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e: print(f'cat-nb adopt-source: {e}', file=sys.stderr); return 1
-    print(f'{a.path} is now the {a.like} source model at {a.preset}: {out}'); return 0
-
-# %% ../nbs/60_pipeline.ipynb #75f0da3d
-def ship_source(run, data: str | Path | None = None, other_seed: int = 1, commands=(), folder: str | Path | None = None,
-                max_points: int = 11, device: str = 'auto', progress: bool = True) -> dict:
-    "Evaluate the finished source run `run` and pack it as the shipped model of its dataset and preset; returns its manifest entry."
-    from cat_nb.data import SegDataset
-    from cat_nb.metrics import evaluate, oasis_generate_fn
-    from cat_nb.shipped import pack_source, _cast
-    from cat_nb.oasis import OASISConfig
-    from cat_nb.train import load_source, snapshots, load_snapshot
-    run = Path(run)
-    if not (run/'config.json').exists(): raise FileNotFoundError(f"{run} is not a `cat-nb train-source` run folder (no config.json)")
-    rd = RunDir(run); cfg = rd.config; mc = cfg['model']; like, preset = mc['like'], mc['preset']
-    st = rd.load_latest('cpu')
-    if st is None or st['step'] < cfg['iters']: raise ValueError(f"{run} is not finished ({0 if st is None else st['step']} of {cfg['iters']} iterations)")
-    data = Path(data) if data is not None else synth_data(like, preset)
-    val = lambda root: SegDataset(root, like, 'val', size=OASISConfig(**mc).image_hw[0], train=False)
-    v0, v1 = val(data), val(synth_data(like, preset, seed=other_seed))
-    ev = lambda G, ds: evaluate(oasis_generate_fn(G, device), ds, metrics=('fid', 'kid'), device=device, progress=False)
-    r = {}
-    for which in ('EMA', 'G'):
-        G, _, _ = load_source(run, device, which); e = ev(G, v0)
-        r[f'fid_{which.lower()}'], r[f'kid_{which.lower()}'] = round(e['fid'], 2), round(e['kid'], 5)
-        if which == 'EMA': e = ev(G, v1); r['other_val'] = dict(seed=other_seed, fid_ema=round(e['fid'], 2), kid_ema=round(e['kid'], 5))
-    G.load_state_dict(_cast(_cast(st['EMA'], torch.float16), torch.float32)); e = ev(G, v0)    # the stored (fp16) EMA
-    r['fid_ema_fp16'], r['kid_ema_fp16'] = round(e['fid'], 2), round(e['kid'], 5)
-    snaps = snapshots(run); keep = np.unique(np.linspace(0, len(snaps) - 1, min(max_points, len(snaps))).round().astype(int))   # always the last
-    curve = []
-    for s, p in tqdm([snaps[i] for i in keep], desc=f'FID curve {like}', disable=not progress):
-        e = ev(load_snapshot(p, device), v0); curve.append(dict(step=s, fid=round(e['fid'], 2), kid=round(e['kid'], 5)))
-    m = rd.metrics(); t = [x['time'] for x in m if 'time' in x]
-    git = json.loads((run/'git.json').read_text()) if (run/'git.json').exists() else {}
-    threads = int(next((x['device'].split('(')[1].split()[0] for x in m if x.get('event') == 'start' and '(' in x.get('device', '')), 1))
-    wall_h = (max(t) - min(t)) / 3600 if t else None
-    folder = Path(folder) if folder else None
-    e = pack_source(run, folder, train_config=cfg, iterations=st['step'], revision=git.get('commit'), dirty=git.get('dirty'),
-                    commands=list(commands) + ([' '.join(['cat-nb'] + git['argv'][1:])] if git.get('argv') else []),
-                    train_wall_hours=round(wall_h, 3) if wall_h else None, threads=threads,
-                    cpu_hours=round(wall_h * threads, 3) if wall_h and threads else None, device=next((x['device'] for x in m if x.get('event') == 'start'), None),
-                    val=dict(n=len(v0), seed=0), curve=curve, **r)
-    from cat_nb.shipped import shipped_dir
-    shutil.copyfile(run/'metrics.jsonl', (folder or shipped_dir())/f"{like}_{preset}_metrics.jsonl")   # the training log, for the report's curves
-    return e
-
-def ship_source_cli(argv: list[str] | None = None) -> int:
-    "`cat-nb ship-source`: evaluate a finished source run and make it the shipped source model of its dataset and preset."
-    import argparse, sys
-    p = argparse.ArgumentParser(prog='cat-nb ship-source', description=ship_source.__doc__, formatter_class=HelpFormatter)
-    p.add_argument('--run', required=True, type=Path, help='a finished `cat-nb train-source` run folder')
-    p.add_argument('--data', type=Path, help='the dataset it was trained on (default: the preset\'s cached SynthScenes set)')
-    p.add_argument('--command', action='append', default=[], help='a command that made the data or model, recorded in the manifest (repeatable)')
-    p.add_argument('--other-seed', type=int, default=1, help='seed of the second, freshly synthesised validation set')
-    p.add_argument('--folder', type=Path, help='where to write (default: the package\'s pretrained/ folder)')
-    p.add_argument('--device', default='auto', help='cpu, cuda, cuda:N or auto')
-    a = p.parse_args(argv)
-    try: e = ship_source(a.run, a.data, a.other_seed, a.command, a.folder, device=a.device)
-    except (FileNotFoundError, ValueError, RuntimeError) as err: print(f'cat-nb ship-source: {err}', file=sys.stderr); return 1
-    print(json.dumps({k: v for k, v in e.items() if k not in ('curve', 'train_config', 'model')}, indent=1)); return 0
+# %% ../nbs/60_pipeline.ipynb #1899194a
+__getattr__ = moved_names('cat_nb.pipeline', dict.fromkeys(('adopt_source', 'adopt_source_cli', 'ship_source', 'ship_source_cli'), 'cat_nb.sources'))
 
 # %% ../nbs/60_pipeline.ipynb #9352ac62
-def piti_source_dir(like: str, preset: str = 'quick', data: str | Path | None = None, **overrides) -> tuple[Path, Path, object]:
-    "(run folder, data root, PITITrainConfig) of the PITI source model of `like` on `data` (default: `synth_data(like, preset)`); trains nothing."
+def piti_source_dir(like: str, preset: str = 'quick', data: str | Path | None = None, kind: str = 'base', **overrides) -> tuple[Path, Path, object]:
+    """(run folder, data root, PITITrainConfig) of the PITI source model (`kind` 'base' or 'upsample') of `like` on `data` (default:
+    `synth_data(like, preset)`); trains nothing."""
     from cat_nb.piti_train import piti_train_config
     data = Path(data) if data is not None else synth_data(like, preset)
-    cfg = piti_train_config(like, preset, **overrides)
-    return pipeline_root()/'piti_source'/f'{like}_{preset}_{config_hash(dict(kind="piti", cfg=to_jsonable(cfg), data=str(data.resolve())))}', data, cfg
+    cfg = piti_train_config(like, preset, kind, **overrides)
+    name = like if kind == 'base' else f'{like}_{kind}'                # base folders keep their names
+    return pipeline_root()/'piti_source'/f'{name}_{preset}_{config_hash(dict(kind="piti", cfg=to_jsonable(cfg), data=str(data.resolve())))}', data, cfg
 
 UNCOND_LIKES = ('ade20k', 'cocostuff')       # the union of source images the label-free U-Net ("From GLIDE"'s analog) learns
 
@@ -221,10 +132,11 @@ def piti_uncond_source_run(preset: str = 'quick', roots: dict | None = None, pro
     return out
 
 def piti_source_run(like: str, preset: str = 'quick', data: str | Path | None = None, progress: bool = False, device: str = 'auto',
-                    **overrides) -> Path:
-    "Run folder of the (cached) PITI source model of `like` trained on `data` (default: the preset's SynthScenes set); resumes a partial one."
+                    kind: str = 'base', **overrides) -> Path:
+    """Run folder of the (cached) PITI source model (`kind`) of `like` trained on `data` (default: the preset's SynthScenes set), or
+    adopted (`cat-nb adopt-source --backbone piti`); resumes a partial one."""
     from cat_nb.piti_train import train_piti
-    out, data, cfg = piti_source_dir(like, preset, data, **overrides)
+    out, data, cfg = piti_source_dir(like, preset, data, kind, **overrides)
     if _done(out) is not None: return out
     tr = train_piti(cfg, data, out, device=device, progress=progress)
     atomic_write(out/'done.json', json.dumps(dict(step=tr.step_done, data=str(data)), indent=1) + '\n')
@@ -254,10 +166,11 @@ def source_for(like: str, preset: str = 'quick', roots: dict | None = None, prog
     "The (cached) source model of `like` at `preset`: `source_run` on `data_root(like, preset, roots)`."
     return source_run(like, preset, data=roots[like] if roots and roots.get(like) else None, progress=progress, device=device)
 
-def piti_source_for(like: str, preset: str = 'quick', roots: dict | None = None, progress: bool = False, device: str = 'auto') -> Path:
+def piti_source_for(like: str, preset: str = 'quick', roots: dict | None = None, progress: bool = False, device: str = 'auto',
+                    kind: str = 'base') -> Path:
     "The (cached) PITI source model of `like` at `preset`: `piti_source_run` on `data_root(like, preset, roots)`; like 'uncond': the label-free one."
     if like == 'uncond': return piti_uncond_source_run(preset, roots, progress, device)
-    return piti_source_run(like, preset, data=roots[like] if roots and roots.get(like) else None, progress=progress, device=device)
+    return piti_source_run(like, preset, data=roots[like] if roots and roots.get(like) else None, progress=progress, device=device, kind=kind)
 
 # %% ../nbs/60_pipeline.ipynb #293026a6
 def target_subset(like: str, preset: str = 'quick', n_images: int | None = 100, seed: int = 0, roots: dict | None = None) -> list[str] | None:
