@@ -24,11 +24,11 @@ from .runspec import RunSpec
 
 # %% auto #0
 __all__ = ['DATA_PRESETS', 'UNCOND_LIKES', 'AFFINITIES', 'VOTERS', 'AFFINITY_SETTINGS', 'RUN_SCHEDULES', 'PITI_RUN_SCHEDULES',
-           'EVAL_VERSION', 'PITI_EVAL_N', 'pipeline_root', 'synth_data', 'shipped_source', 'source_dir', 'source_run',
-           'piti_source_dir', 'piti_uncond_source_dir', 'piti_uncond_source_run', 'piti_source_run', 'data_root',
-           'image_size', 'dataset', 'source_for', 'piti_source_for', 'target_subset', 'segmenter', 'segmenter_cached',
-           'source_mask', 'affinity_path', 'training_free_fid', 'affinity', 'run_dir', 'run_spec', 'transfer_run',
-           'run_backbone', 'evaluate_run', 'build_shared', 'build_affinities', 'run_row', 'run_plan']
+           'PITI_CASCADE', 'EVAL_VERSION', 'PITI_EVAL_N', 'pipeline_root', 'synth_data', 'shipped_source', 'source_dir',
+           'source_run', 'piti_source_dir', 'piti_uncond_source_dir', 'piti_uncond_source_run', 'piti_source_run',
+           'data_root', 'image_size', 'dataset', 'source_for', 'piti_source_for', 'target_subset', 'segmenter',
+           'segmenter_cached', 'source_mask', 'affinity_path', 'training_free_fid', 'affinity', 'run_dir', 'run_spec',
+           'transfer_run', 'run_backbone', 'evaluate_run', 'build_shared', 'build_affinities', 'run_row', 'run_plan']
 
 # %% ../nbs/60_pipeline.ipynb #7486200d
 DATA_PRESETS = dict(quick=dict(n_train=64, n_val=16, size=32), standard=dict(n_train=1000, n_val=200, size=64))
@@ -286,7 +286,7 @@ RUN_SCHEDULES = dict(quick=dict(iters=4, stage1_iters=2, eval_every=0, eval_n=8)
 # %% ../nbs/60_pipeline.ipynb #e7203d92
 PITI_RUN_SCHEDULES = dict(quick=dict(eval_every=0, eval_n=8), standard=dict(eval_every=0, eval_n=50), paper=dict(eval_every=0, eval_n=500))
 
-def _run_config(spec: RunSpec, preset: str, roots: dict | None, device: str):
+def _run_config(spec: RunSpec, preset: str, roots: dict | None, device: str, kind: str = 'base'):
     "(TransferConfig or CATPITIConfig, source folder or None, A or None, data root, subset names) of a spec; builds affinities and sources on the way."
     from cat_nb.transfer import transfer_config, affinity_sha
     check_like(spec.source); check_like(spec.target)
@@ -295,7 +295,8 @@ def _run_config(spec: RunSpec, preset: str, roots: dict | None, device: str):
     prov = f'{aff}:sha={affinity_sha(A)}' if aff else f'random:{spec.seed}' if spec.resolved_affinity() == 'random' else ''
     if spec.backbone == 'piti':
         from cat_nb.transfer_piti import piti_transfer_config
-        src = piti_source_for('uncond' if spec.method == 'from-uncond' else spec.source, preset, roots, device=device)
+        uncond = spec.method == 'from-uncond' and kind == 'base'      # the upsampler stage of From GLIDE's stand-in: the labelled upsampler's U-Net
+        src = piti_source_for('uncond' if uncond else spec.source, preset, roots, device=device, kind=kind)
         ov = {**PITI_RUN_SCHEDULES.get(preset, {}), **dict(spec.overrides)}
         cfg = piti_transfer_config(spec.method, spec.target, RunDir(src).config['model'], preset, affinity=prov, affinity_seed=spec.seed,
                                    seed=spec.seed, training_free=spec.training_free, **({'cat_init': spec.cat_init} if spec.cat_init is not None else {}), **ov)
@@ -309,11 +310,11 @@ def _run_config(spec: RunSpec, preset: str, roots: dict | None, device: str):
                               affinity_seed=spec.seed, seed=spec.seed, training_free=spec.training_free, **ov)
     return cfg, src, A, data_root(spec.target, preset, roots), target_subset(spec.target, preset, spec.n_images, roots=roots)
 
-def _folder(spec: RunSpec, preset: str, cfg, src, root: Path, names) -> Path:
+def _folder(spec: RunSpec, preset: str, cfg, src, root: Path, names, kind: str = 'base') -> Path:
     key = dict(cfg=to_jsonable(cfg), data=str(root.resolve()), subset=names, source=str(src.resolve()) if src else None)
     aff = spec.resolved_affinity() or 'none'                        # no source model (scratch): one folder whatever the spec's source
     if spec.backbone != 'oasis': key['backbone'] = spec.backbone    # OASIS folders keep their names
-    return pipeline_root()/'transfer'/(f"{'piti_' if spec.backbone == 'piti' else ''}{spec.source if src else 'none'}2{spec.target}_{spec.method}{'_tf' if spec.training_free else ''}_{aff}"
+    return pipeline_root()/'transfer'/(f"{'piti_' if spec.backbone == 'piti' else ''}{'up_' if kind != 'base' else ''}{spec.source if src else 'none'}2{spec.target}_{spec.method}{'_tf' if spec.training_free else ''}_{aff}"
                                        f"_{preset}_n{spec.n_images or 'all'}_s{spec.seed}_{config_hash(key)}")
 
 def run_dir(spec: RunSpec, preset: str = 'quick', roots: dict | None = None, device: str = 'auto') -> Path:
@@ -321,19 +322,29 @@ def run_dir(spec: RunSpec, preset: str = 'quick', roots: dict | None = None, dev
     cfg, src, _, root, names = _run_config(spec, preset, roots, device)
     return _folder(spec, preset, cfg, src, root, names)
 
+PITI_CASCADE = ('paper',)   # presets whose PITI runs have PITI's second stage: a CAT-PITI run of the same spec on the upsampler source
+
 def run_spec(spec: RunSpec, preset: str = 'quick', roots: dict | None = None, device: str = 'auto', progress: bool = False) -> Path:
-    "Train (or resume, or just return) the cached run of `spec`; its folder gets `done.json` when finished."
+    """Train (or resume, or just return) the cached run of `spec`; its folder gets `done.json` when finished. A PITI spec at a
+    `PITI_CASCADE` preset trains the upsampler stage too (its own folder, `done.json['upsampler']`), and is done when both are."""
     from cat_nb.cat import transfer
-    cfg, src, A, root, names = _run_config(spec, preset, roots, device)
-    out = _folder(spec, preset, cfg, src, root, names)
-    if _done(out) is not None: return out
-    t0 = time.perf_counter()
-    tr = transfer(root, cfg, out, src, A, names, device=device, progress=progress)
-    if not cfg.training_free and tr.step_done < cfg.train.iters:
-        raise RuntimeError(f"{out}: stopped at step {tr.step_done} of {cfg.train.iters}")
-    atomic_write(out/'done.json', json.dumps(dict(step=tr.step_done, spec=to_jsonable(asdict(spec)), preset=preset,
-                                                  seconds_last_call=round(time.perf_counter() - t0, 1)), indent=1) + '\n')
-    return out
+    stages = ('base', 'upsample') if spec.backbone == 'piti' and preset in PITI_CASCADE else ('base',)
+    outs, t0 = [], time.perf_counter()
+    for kind in stages:
+        cfg, src, A, root, names = _run_config(spec, preset, roots, device, kind)
+        outs.append(out := _folder(spec, preset, cfg, src, root, names, kind))
+        if _done(out) is not None: continue
+        tr = transfer(root, cfg, out, src, A, names, device=device, progress=progress)
+        if not cfg.training_free and tr.step_done < cfg.train.iters:
+            raise RuntimeError(f"{out}: stopped at step {tr.step_done} of {cfg.train.iters}")
+        if kind != 'base' or len(stages) == 1:
+            atomic_write(out/'done.json', json.dumps(dict(step=tr.step_done, spec=to_jsonable(asdict(spec)), preset=preset, stage=kind,
+                                                          seconds_last_call=round(time.perf_counter() - t0, 1)), indent=1) + '\n')
+    if len(stages) > 1 and _done(outs[0]) is None:             # the base folder is done when the cascade is
+        step = RunDir(outs[0]).load_latest('cpu')['step']
+        atomic_write(outs[0]/'done.json', json.dumps(dict(step=step, spec=to_jsonable(asdict(spec)), preset=preset, upsampler=str(outs[1]),
+                                                          seconds_last_call=round(time.perf_counter() - t0, 1)), indent=1) + '\n')
+    return outs[0]
 
 def transfer_run(source: str, target: str, method: str = 'cat', preset: str = 'quick', seed: int = 0, n_images: int | None = 100,
                  affinity: str | None = None, training_free: bool = False, freeze_d: bool | int | None = None, two_stages: bool | None = None,
@@ -364,14 +375,20 @@ def evaluate_run(run, preset: str = 'quick', roots: dict | None = None, device: 
     val, seg = dataset(target, preset, 'val', roots=roots), segmenter(target, preset, roots, device)
     if run_backbone(cfg) == 'piti' and (n := PITI_EVAL_N.get(preset)) and len(val) > n:     # sampling is the cost: the first n maps
         val = dataset(target, preset, 'val', subset=list(range(n)), roots=roots)
-    key = to_jsonable(dict(v=EVAL_VERSION, val=fingerprint(val), seg=[seg.description, seg.val['miou']], ckpt=RunDir(run).latest_checkpoint().name))
+    up = Path(done['upsampler']) if done.get('upsampler') else None             # a PITI cascade (`PITI_CASCADE`): base, then upsampler
+    key = to_jsonable(dict(v=EVAL_VERSION, val=fingerprint(val), seg=[seg.description, seg.val['miou']], ckpt=RunDir(run).latest_checkpoint().name,
+                           **({'upsampler': [up.name, RunDir(up).latest_checkpoint().name]} if up else {})))
     p, it = run/'pipeline_eval.json', convergence_step(fid_curve(run), tol) if not cfg['training_free'] else 0
     if p.exists() and (old := json.loads(p.read_text())).get('key') == key: return {**old, 'iterations': it}
     if run_backbone(cfg) == 'piti':
         from cat_nb.transfer_piti import load_piti_transfer
         from cat_nb.metrics import evaluate
         G, pc = load_piti_transfer(run, device)
-        r = evaluate(pc.backbone.generate_fn(G, device), val, ('fid', 'kid', 'miou'), segmenter=seg, seed=0, device=device, progress=progress)
+        if up is None: gen = pc.backbone.generate_fn(G, device)
+        else:
+            from cat_nb.transfer_piti import cascade_generate_fn
+            Gu, uc = load_piti_transfer(up, device); gen = cascade_generate_fn(G, Gu, pc.backbone, uc.backbone, device)
+        r = evaluate(gen, val, ('fid', 'kid', 'miou'), segmenter=seg, seed=0, device=device, progress=progress)
     else:
         G, _ = load_transfer(run, device)
         r = evaluate_generator(G, val, ('fid', 'kid', 'miou'), seed=0, device=device, progress=progress, segmenter=seg)
@@ -398,11 +415,15 @@ def _build_one(kind: str, like: str, preset: str, roots, device) -> float:
     t0 = time.perf_counter()
     if kind == 'source': source_for(like, preset, roots, device=device)
     elif kind == 'piti_source': piti_source_for(like, preset, roots, device=device)
+    elif kind == 'piti_upsampler': _piti_upsampler_for(like, preset, roots, device=device)
     else: segmenter(like, preset, roots, device)
     return round(time.perf_counter() - t0, 1)
 
+def _piti_upsampler_for(like: str, preset: str, roots=None, progress: bool = False, device: str = 'auto') -> Path:
+    return piti_source_for(like, preset, roots, progress, device, kind='upsample')
+
 def build_shared(sources, targets=(), preset: str = 'quick', roots: dict | None = None, device: str = 'auto', workers: int = 0,
-                 progress: bool = False, executor: Executor | None = None, piti_sources=()) -> dict:
+                 progress: bool = False, executor: Executor | None = None, piti_sources=(), piti_upsamplers=()) -> dict:
     """Train the missing source models of `sources` and evaluation segmenters of `sources` + `targets` side by side: `workers`
     processes (default `default_workers`), one thread each on the CPU, source models first, or the jobs of `executor` (`cat_nb.executors`).
     {(kind, like): seconds} of what it built."""
@@ -411,10 +432,13 @@ def build_shared(sources, targets=(), preset: str = 'quick', roots: dict | None 
     todo = [('source', l) for l in dict.fromkeys(sources) if _done(source_dir(l, preset, data=data(l))[0]) is None]
     piti_dir = lambda l: piti_uncond_source_dir(preset, roots)[0] if l == 'uncond' else piti_source_dir(l, preset, data=data(l))[0]
     todo += [('piti_source', l) for l in dict.fromkeys(piti_sources) if _done(piti_dir(l)) is None]
+    up_dir = lambda l: piti_source_dir(l, preset, data=data(l), kind='upsample')[0]
+    todo += [('piti_upsampler', l) for l in dict.fromkeys(piti_upsamplers) if _done(up_dir(l)) is None]
     todo += [('segmenter', l) for l in dict.fromkeys([*sources, *targets]) if not segmenter_cached(l, preset, roots)]
     if progress and todo: print(f"building {', '.join(f'{k} {l}' for k, l in todo)} ({preset}) ...", flush=True)
-    folder = dict(source=lambda l: source_dir(l, preset, data=data(l))[0], piti_source=piti_dir, segmenter=lambda l: _segmenter_folder(l, preset, roots))
-    train = dict(source=source_for, piti_source=piti_source_for)               # DDP-able builders; segmenters train in one process
+    folder = dict(source=lambda l: source_dir(l, preset, data=data(l))[0], piti_source=piti_dir, piti_upsampler=up_dir,
+                  segmenter=lambda l: _segmenter_folder(l, preset, roots))
+    train = dict(source=source_for, piti_source=piti_source_for, piti_upsampler=_piti_upsampler_for)   # DDP-able builders; segmenters: one process
     where = lambda j: folder[j[0]](j[1])/'slurm'
     ddp = lambda j: (train[j[0]], (j[1], preset, roots, False, device)) if j[0] in train else None
     return _side_by_side(_build_one, todo, preset, roots, device, workers, executor, 'sources and segmenters', where, ddp)
@@ -476,7 +500,8 @@ def run_plan(specs, preset: str = 'quick', roots: dict | None = None, device: st
     specs = list(specs)
     workers = workers or default_workers(device)
     build_shared([s.source for s in specs if s.pretrained and s.backbone == 'oasis'], [s.target for s in specs], preset, roots, device, workers,
-                 progress, executor, piti_sources=['uncond' if s.method == 'from-uncond' else s.source for s in specs if s.backbone == 'piti'])
+                 progress, executor, piti_sources=['uncond' if s.method == 'from-uncond' else s.source for s in specs if s.backbone == 'piti'],
+                 piti_upsamplers=[s.source for s in specs if s.backbone == 'piti' and preset in PITI_CASCADE])
     build_affinities([(s.source, s.target, a, s.seed, s.n_images) for s in specs if (a := s.given_affinity())], preset, roots, device, workers,
                      progress, executor)
     dirs, spec_dirs = {}, []
