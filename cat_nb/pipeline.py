@@ -329,20 +329,19 @@ def run_spec(spec: RunSpec, preset: str = 'quick', roots: dict | None = None, de
     `PITI_CASCADE` preset trains the upsampler stage too (its own folder, `done.json['upsampler']`), and is done when both are."""
     from cat_nb.cat import transfer
     stages = ('base', 'upsample') if spec.backbone == 'piti' and preset in PITI_CASCADE else ('base',)
-    outs, t0 = [], time.perf_counter()
+    outs, steps, t0 = [], [], time.perf_counter()
     for kind in stages:
         cfg, src, A, root, names = _run_config(spec, preset, roots, device, kind)
         outs.append(out := _folder(spec, preset, cfg, src, root, names, kind))
         if _done(out) is not None: continue
-        tr = transfer(root, cfg, out, src, A, names, device=device, progress=progress)
+        tr = transfer(root, cfg, out, src, A, names, device=device, progress=progress); steps.append(tr.step_done)
         if not cfg.training_free and tr.step_done < cfg.train.iters:
             raise RuntimeError(f"{out}: stopped at step {tr.step_done} of {cfg.train.iters}")
         if kind != 'base' or len(stages) == 1:
             atomic_write(out/'done.json', json.dumps(dict(step=tr.step_done, spec=to_jsonable(asdict(spec)), preset=preset, stage=kind,
                                                           seconds_last_call=round(time.perf_counter() - t0, 1)), indent=1) + '\n')
-    if len(stages) > 1 and _done(outs[0]) is None:             # the base folder is done when the cascade is
-        step = RunDir(outs[0]).load_latest('cpu')['step']
-        atomic_write(outs[0]/'done.json', json.dumps(dict(step=step, spec=to_jsonable(asdict(spec)), preset=preset, upsampler=str(outs[1]),
+    if len(stages) > 1 and _done(outs[0]) is None:             # the base folder is done when the cascade is (its transfer call ran above)
+        atomic_write(outs[0]/'done.json', json.dumps(dict(step=steps[0], spec=to_jsonable(asdict(spec)), preset=preset, upsampler=str(outs[1]),
                                                           seconds_last_call=round(time.perf_counter() - t0, 1)), indent=1) + '\n')
     return outs[0]
 
