@@ -18,6 +18,13 @@ from .pipeline import source_dir, piti_source_dir, synth_data, _done
 __all__ = ['adopt_source', 'adopt_piti_source', 'adopt_source_cli', 'ship_source', 'ship_source_cli']
 
 # %% ../nbs/65_sources.ipynb #8e414828
+def _adopted(out: Path, src: str, what: str) -> bool:
+    "True when cache folder `out` already holds the model adopted from `src`; False when it is empty; raises when it holds another one."
+    if (d := _done(out)) is None: return False
+    if d.get('adopted_from') == src: return True
+    raise FileExistsError(f"{out} already holds {what} ({'adopted from ' + d['adopted_from'] if d.get('adopted_from') else 'trained by the pipeline'}); "
+                          'delete that folder to adopt another one')
+
 def adopt_source(like: str, preset: str, path, data: str | Path | None = None, which: str = 'latest') -> Path:
     """Make the model at `path` (a `cat-nb train-source` run folder, a checkpoint file or an official OASIS checkpoint folder) the
     cached source model of `like` at `preset` on `data` (default: the preset's SynthScenes set); returns the cached folder."""
@@ -28,10 +35,7 @@ def adopt_source(like: str, preset: str, path, data: str | Path | None = None, w
     if have != want:
         diff = {k: (have.get(k), want[k]) for k in want if have.get(k) != want[k]}
         raise ValueError(f"{src} is not the {like} model the {preset!r} preset builds; differing fields (its, needed): {diff}")
-    if (d := _done(out)) is not None:
-        if d.get('adopted_from') == src: return out
-        raise FileExistsError(f"{out} already holds a source model ({'adopted from ' + d['adopted_from'] if d.get('adopted_from') else 'trained by the pipeline'}); "
-                              'delete that folder to adopt another one')
+    if _adopted(out, src, 'a source model'): return out
     RunDir(out, cfg).save_checkpoint({k: st[k] for k in ('G', 'D', 'EMA', 'model')} | dict(step=cfg.iters, adopted_from=src), cfg.iters)
     atomic_write(out/'done.json', json.dumps(dict(step=cfg.iters, data=str(data), adopted_from=src), indent=1) + '\n')
     return out
@@ -51,10 +55,7 @@ def adopt_piti_source(like: str, preset: str, path, data: str | Path | None = No
     model = build_piti(cfg.model)
     try: load_piti_state(model, state)
     except RuntimeError as e: raise ValueError(f"{src} is not the {like} PITI {kind} model the {preset!r} preset builds: {str(e)[:600]}") from e
-    if (d := _done(out)) is not None:
-        if d.get('adopted_from') == src: return out
-        raise FileExistsError(f"{out} already holds a PITI source model ({'adopted from ' + d['adopted_from'] if d.get('adopted_from') else 'trained by the pipeline'}); "
-                              'delete that folder to adopt another one')
+    if _adopted(out, src, 'a PITI source model'): return out
     sd = model.state_dict()
     RunDir(out, cfg).save_checkpoint(dict(step=cfg.iters, model=sd, EMA=sd, piti=dataclasses.asdict(cfg.model), trainable=list(cfg.trainable),
                                           adopted_from=src), cfg.iters)
