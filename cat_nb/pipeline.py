@@ -410,16 +410,16 @@ def _side_by_side(fn, jobs: list, preset: str, roots, device: str, workers: int,
     if err: raise next(iter(err.values()))
     return res
 
-def _build_one(kind: str, like: str, preset: str, roots, device) -> float:
-    t0 = time.perf_counter()
-    if kind == 'source': source_for(like, preset, roots, device=device)
-    elif kind == 'piti_source': piti_source_for(like, preset, roots, device=device)
-    elif kind == 'piti_upsampler': _piti_upsampler_for(like, preset, roots, device=device)
-    else: segmenter(like, preset, roots, device)
-    return round(time.perf_counter() - t0, 1)
-
 def _piti_upsampler_for(like: str, preset: str, roots=None, progress: bool = False, device: str = 'auto') -> Path:
     return piti_source_for(like, preset, roots, progress, device, kind='upsample')
+
+_TRAINERS = dict(source=source_for, piti_source=piti_source_for, piti_upsampler=_piti_upsampler_for)   # DDP-able builders; segmenters: one process
+
+def _build_one(kind: str, like: str, preset: str, roots, device) -> float:
+    t0 = time.perf_counter()
+    if kind in _TRAINERS: _TRAINERS[kind](like, preset, roots, device=device)
+    else: segmenter(like, preset, roots, device)
+    return round(time.perf_counter() - t0, 1)
 
 def build_shared(sources, targets=(), preset: str = 'quick', roots: dict | None = None, device: str = 'auto', workers: int = 0,
                  progress: bool = False, executor: Executor | None = None, piti_sources=(), piti_upsamplers=()) -> dict:
@@ -437,9 +437,8 @@ def build_shared(sources, targets=(), preset: str = 'quick', roots: dict | None 
     if progress and todo: print(f"building {', '.join(f'{k} {l}' for k, l in todo)} ({preset}) ...", flush=True)
     folder = dict(source=lambda l: source_dir(l, preset, data=data(l))[0], piti_source=piti_dir, piti_upsampler=up_dir,
                   segmenter=lambda l: _segmenter_folder(l, preset, roots))
-    train = dict(source=source_for, piti_source=piti_source_for, piti_upsampler=_piti_upsampler_for)   # DDP-able builders; segmenters: one process
     where = lambda j: folder[j[0]](j[1])/'slurm'
-    ddp = lambda j: (train[j[0]], (j[1], preset, roots, False, device)) if j[0] in train else None
+    ddp = lambda j: (_TRAINERS[j[0]], (j[1], preset, roots, False, device)) if j[0] in _TRAINERS else None
     return _side_by_side(_build_one, todo, preset, roots, device, workers, executor, 'sources and segmenters', where, ddp)
 
 def _build_affinity(source, target, method, seed, n_images, preset, roots, device) -> float:

@@ -60,7 +60,7 @@ _UP = dict(uncond_p=0.0, sample_respacing='fast27', sample_guidance=1.0)      # 
 _PITI_TRAIN = {
     ('base', 'paper'): dict(num_workers=8),                                  # the defaults: stage 2 of mask_finetune_base.sh
     ('upsample', 'paper'): dict(batch_size=4, lr=1e-5, num_workers=8, **_UP),  # mask_finetune_upsample.sh (1 GPU x 4)
-    ('base', 'standard'): dict(**_STD, sample_respacing='25', sample_guidance=1.3),
+    ('base', 'standard'): {**_STD, 'iters': 4000, 'sample_respacing': '25', 'sample_guidance': 3.0},   # session 8: 4000 steps, guidance 3
     ('upsample', 'standard'): dict(**_STD, **_UP),
     ('base', 'quick'): dict(**_QUICK, sample_respacing='4'),
     ('upsample', 'quick'): dict(**_QUICK, **_UP),

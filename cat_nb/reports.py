@@ -266,7 +266,7 @@ def _iter_kind(s: RunSpec) -> str:
     if s.method == 'scratch': return 'scratch'
     return 'residual' if s.method in ('cat', 'cat-random', 'cgantransfer') and s.residual is not False else 'baseline'
 
-PITI_COSTS = dict(iter_s=2.3, image_s=3.4, eval_n=100, source_iters=2000)   # 1 thread beside another job (session 6): s per step (batch 8) / sample (25 steps, guidance 3)
+PITI_COSTS = dict(iter_s=2.3, image_s=3.4, eval_n=100, source_iters=4000)   # 1 thread beside another job (session 6): s per step (batch 8) / sample (25 steps, guidance 3)
 
 def estimate_piti(preset: str = 'standard', costs: dict | None = None, workers: int = 2, plans: dict | None = None) -> dict:
     "The PITI part of the plan (Table 5 and the PITI rows of the other reports): runs and wall-time estimate (hours), source models included."
