@@ -266,7 +266,7 @@ def _iter_kind(s: RunSpec) -> str:
     if s.method == 'scratch': return 'scratch'
     return 'residual' if s.method in ('cat', 'cat-random', 'cgantransfer') and s.residual is not False else 'baseline'
 
-PITI_COSTS = dict(iter_s=2.3, image_s=3.4, eval_n=100, source_iters=4000)   # 1 thread beside another job (session 6): s per step (batch 8) / sample (25 steps, guidance 3)
+PITI_COSTS = dict(iter_s=2.3, image_s=3.4, eval_n=100)   # 1 thread beside another job (session 6): s per step (batch 8) / sample (25 steps, guidance 3)
 
 def estimate_piti(preset: str = 'standard', costs: dict | None = None, workers: int = 2, plans: dict | None = None) -> dict:
     "The PITI part of the plan (Table 5 and the PITI rows of the other reports): runs and wall-time estimate (hours), source models included."
@@ -275,7 +275,8 @@ def estimate_piti(preset: str = 'standard', costs: dict | None = None, workers: 
     from cat_nb.transfer_piti import PITI_TRANSFER
     cpu = sum((0 if s.training_free else dict(s.overrides).get('iters', PITI_TRANSFER[preset]['iters']) * c['iter_s']) + c['eval_n'] * c['image_s'] for s in specs)
     sources = {('uncond' if s.method == 'from-uncond' else s.source) for s in specs}
-    src_cpu = len(sources) * c['source_iters'] * c['iter_s']
+    from cat_nb.piti_train import piti_train_config
+    src_cpu = len(sources) * c.get('source_iters', piti_train_config(preset=preset).iters) * c['iter_s']   # the preset's base recipe
     return dict(preset=preset, piti_runs=len(specs), piti_sources=sorted(sources), cpu_hours=round((cpu + src_cpu) / 3600, 2),
                 hours=round((cpu + src_cpu) / workers / 3600, 2), hours_without_sources=round(cpu / workers / 3600, 2))
 
