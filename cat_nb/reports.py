@@ -20,10 +20,10 @@ __all__ = ['SHORT', 'DIRECTIONS', 'TABLE2_METHODS', 'METHOD_LABELS', 'AFFINITY_L
            'PITI_COSTS', 'METRICS', 'RUN_COLUMNS', 'PAPER_NOTE', 'PITI_NOTE', 'split_direction', 'direction_label',
            'paper_numbers', 'schedule', 'plan', 'shared_likes', 'specs_table1', 'specs_table2', 'specs_table3',
            'specs_table4', 'specs_figure3', 'specs_figure4', 'specs_table5', 'unique_specs', 'report_work',
-           'estimate_piti', 'estimate_plan', 'aggregate', 'fmt', 'paper_table', 'compare', 'rank_agreement',
-           'data_label', 'comparison_markdown', 'save_runs', 'save_markdown', 'table_report', 'bar_comparison',
-           'sample_grid_figure', 'sweep_figure', 'ground_truth', 'init_agreement', 'plot_agreement', 'notebook_sha',
-           'mark_finished', 'notebook_title', 'parse_literal', 'write_summary']
+           'fit_piti_costs', 'estimate_piti', 'estimate_plan', 'aggregate', 'fmt', 'paper_table', 'compare',
+           'rank_agreement', 'data_label', 'comparison_markdown', 'save_runs', 'save_markdown', 'table_report',
+           'bar_comparison', 'sample_grid_figure', 'sweep_figure', 'ground_truth', 'init_agreement', 'plot_agreement',
+           'notebook_sha', 'mark_finished', 'notebook_title', 'parse_literal', 'write_summary']
 
 # %% ../nbs/61_reports.ipynb #f6c4c540
 SHORT = dict(ade20k='ADE', cocostuff='COCO', cityscapes='Cityscapes')
@@ -266,7 +266,20 @@ def _iter_kind(s: RunSpec) -> str:
     if s.method == 'scratch': return 'scratch'
     return 'residual' if s.method in ('cat', 'cat-random', 'cgantransfer') and s.residual is not False else 'baseline'
 
-PITI_COSTS = dict(iter_s=2.3, image_s=3.4, eval_n=100)   # 1 thread beside another job (session 6): s per step (batch 8) / sample (25 steps, guidance 3)
+# one thread beside one to three other jobs: s per transfer step (batch 8), per source-training step, per sample (25 steps,
+# guidance 3). iter_s and image_s: `fit_piti_costs` of the committed standard results (session 9, 28 runs); source_iter_s: the 4000-step sources'
+# resumes (600 steps in 1245 s, 2000 in 4053 s, session 8)
+PITI_COSTS = dict(iter_s=2.05, source_iter_s=2.05, image_s=3.35, eval_n=100)
+
+def fit_piti_costs(results) -> dict:
+    "{iter_s, image_s, runs}: median s per finetuning step and per val sample (`PITI_EVAL_N` maps a run) of the PITI rows in the report CSVs under `results`."
+    fs = [pd.read_csv(f) for f in sorted(Path(results).glob('*/*.csv'))]
+    d = pd.concat([f for f in fs if {'backbone', 'train_seconds', 'eval_seconds', 'run'} <= set(f.columns)])
+    d = d[d.backbone == 'piti'].drop_duplicates('run')
+    if d.empty: raise ValueError(f"no PITI rows with timings in the CSVs under {results}")
+    ft = d[~d.training_free.astype(bool)]
+    return dict(iter_s=float((ft.train_seconds / ft.iters).median()), image_s=float((d.eval_seconds / PITI_COSTS['eval_n']).median()),
+                runs=len(d))
 
 def estimate_piti(preset: str = 'standard', costs: dict | None = None, workers: int = 2, plans: dict | None = None) -> dict:
     "The PITI part of the plan (Table 5 and the PITI rows of the other reports): runs and wall-time estimate (hours), source models included."
@@ -276,7 +289,7 @@ def estimate_piti(preset: str = 'standard', costs: dict | None = None, workers: 
     cpu = sum((0 if s.training_free else dict(s.overrides).get('iters', PITI_TRANSFER[preset]['iters']) * c['iter_s']) + c['eval_n'] * c['image_s'] for s in specs)
     sources = {('uncond' if s.method == 'from-uncond' else s.source) for s in specs}
     from cat_nb.piti_train import piti_train_config
-    src_cpu = len(sources) * c.get('source_iters', piti_train_config(preset=preset).iters) * c['iter_s']   # the preset's base recipe
+    src_cpu = len(sources) * c.get('source_iters', piti_train_config(preset=preset).iters) * c.get('source_iter_s', c['iter_s'])   # the preset's base recipe
     return dict(preset=preset, piti_runs=len(specs), piti_sources=sorted(sources), cpu_hours=round((cpu + src_cpu) / 3600, 2),
                 hours=round((cpu + src_cpu) / workers / 3600, 2), hours_without_sources=round(cpu / workers / 3600, 2))
 
