@@ -126,7 +126,7 @@ PLANS = {
                 standard=dict(directions=_PAIR, seeds=[0, 1, 2], n_images=100),
                 paper=dict(directions=_PAIR, seeds=[0], n_images=100)),
  'figure3': dict(quick=dict(directions=[_A2C, _C2A, _C2CS], seeds=[0], n_images=8, n_maps=4, piti_directions=[_A2C]),
-                 standard=dict(directions=[_A2C, _C2A, _C2CS], seeds=[0], n_images=100, n_maps=6, piti_directions=[_A2C, _C2A]),
+                 standard=dict(directions=[_A2C, _C2A, _C2CS], seeds=[0], n_images=100, n_maps=6, piti_directions=[_A2C, _C2A, _C2CS]),
                  paper=dict(directions=[_A2C, _C2A, _C2CS], seeds=[0], n_images=100, n_maps=6, piti_directions=[_A2C, _C2A, _C2CS])),
  'figure4': dict(quick=dict(directions=[_C2A], sizes=[2, 4, 8], seeds=[0], eval_every=2),
                  standard=dict(directions=[_C2A], sizes=[25, 50, 100, 200, 400], seeds=[0], eval_every=50),
@@ -267,18 +267,18 @@ def _iter_kind(s: RunSpec) -> str:
     return 'residual' if s.method in ('cat', 'cat-random', 'cgantransfer') and s.residual is not False else 'baseline'
 
 # one thread beside one to three other jobs: s per transfer step (batch 8), per source-training step, per sample (25 steps,
-# guidance 3). iter_s and image_s: `fit_piti_costs` of the committed standard results (session 9, 28 runs); source_iter_s: the 4000-step sources'
+# guidance 3). iter_s and image_s: `fit_piti_costs` of the committed standard results (session 9, 30 runs); source_iter_s: the 4000-step sources'
 # resumes (600 steps in 1245 s, 2000 in 4053 s, session 8)
-PITI_COSTS = dict(iter_s=2.05, source_iter_s=2.05, image_s=3.35, eval_n=100)
+PITI_COSTS = dict(iter_s=2.3, source_iter_s=2.05, image_s=3.5, eval_n=100)
 
 def fit_piti_costs(results) -> dict:
-    "{iter_s, image_s, runs}: median s per finetuning step and per val sample (`PITI_EVAL_N` maps a run) of the PITI rows in the report CSVs under `results`."
+    "{iter_s, image_s, runs}: mean s per finetuning step and per val sample (`PITI_EVAL_N` maps a run) of the PITI rows in the report CSVs under `results`."
     fs = [pd.read_csv(f) for f in sorted(Path(results).glob('*/*.csv'))]
     d = pd.concat([f for f in fs if {'backbone', 'train_seconds', 'eval_seconds', 'run'} <= set(f.columns)])
     d = d[d.backbone == 'piti'].drop_duplicates('run')
     if d.empty: raise ValueError(f"no PITI rows with timings in the CSVs under {results}")
     ft = d[~d.training_free.astype(bool)]
-    return dict(iter_s=float((ft.train_seconds / ft.iters).median()), image_s=float((d.eval_seconds / PITI_COSTS['eval_n']).median()),
+    return dict(iter_s=float((ft.train_seconds / ft.iters).mean()), image_s=float((d.eval_seconds / PITI_COSTS['eval_n']).mean()),
                 runs=len(d))
 
 def estimate_piti(preset: str = 'standard', costs: dict | None = None, workers: int = 2, plans: dict | None = None) -> dict:

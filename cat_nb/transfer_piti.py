@@ -225,17 +225,22 @@ class PITIBackbone:
     def source_fingerprint(self, path) -> dict | None: return source_fingerprint(path)
     def trainer(self, cfg, source, affinity, device='auto', rank: int = 0, world: int = 1): return CATPITITrainer(cfg, source, affinity, device, rank, world)
     def trainer_for_loading(self, cfg, device='auto', rank: int = 0, world: int = 1): return CATPITITrainer(cfg, None, None, device, rank, world)
-    def generate_fn(self, G, device='auto', low_res=None):
+    def generate_fn(self, G, device='auto', low_res=None, fit: bool = True):
         """`gen(labels, seeds)` for `cat_nb.metrics.evaluate`: the sampler with this backbone's respacing and guidance, one seed per image,
-        label maps resized to the model's. An upsampler also needs `low_res(labels, seeds)` -> its (B,3,r,r) input in [-1, 1]."""
+        label maps resized to the model's square (a 1:2 Cityscapes map is squashed, as the paper runs PITI at 256x256 there). With `fit`,
+        samples whose aspect differs from the maps' are resized to the maps' (H, W), so FID, mIoU and figures see the dataset's shape.
+        An upsampler also needs `low_res(labels, seeds)` -> its (B,3,r,r) input in [-1, 1]."""
         dev, c = get_device(device), G.cfg
         if c.low_res and low_res is None:
             raise ValueError("an upsampler samples from a low-res image: pass low_res, or chain it after a base model (`cascade_generate_fn`)")
         def gen(labels, seeds):
             low = _fit_low(low_res(labels, seeds), c.low_res) if c.low_res else None
             lab = labels if labels.dtype.is_floating_point else resize_label(labels, c.label_size)
-            return sample(G, lab, low_res=low, respacing=self.respacing, guidance=self.guidance,
-                          seed=[int(s) for s in seeds], device=dev, progress=False)
+            out = sample(G, lab, low_res=low, respacing=self.respacing, guidance=self.guidance,
+                         seed=[int(s) for s in seeds], device=dev, progress=False)
+            (H, W), (h, w) = labels.shape[-2:], out.shape[-2:]
+            if fit and h * W != w * H: out = F.interpolate(out, (H, W), mode='bicubic', antialias=True, align_corners=False).clamp(-1, 1)
+            return out
         return gen
     @torch.no_grad()
     def sample_grid(self, G, images, labels, like: str, z=None) -> torch.Tensor:
@@ -273,4 +278,4 @@ def cascade_generate_fn(base, up, base_backbone: PITIBackbone, up_backbone: PITI
     if base.cfg.low_res or not up.cfg.low_res: raise ValueError("cascade_generate_fn chains a base model, then an upsampler")
     if base.cfg.num_classes != up.cfg.num_classes:
         raise ValueError(f"the base model reads {base.cfg.num_classes} label ids and the upsampler {up.cfg.num_classes}: not one label set")
-    return up_backbone.generate_fn(up, device, low_res=base_backbone.generate_fn(base, device))
+    return up_backbone.generate_fn(up, device, low_res=base_backbone.generate_fn(base, device, fit=False))   # the upsampler reads the square
