@@ -12,7 +12,7 @@ import pandas as pd
 
 from .core import atomic_write, moved_names
 from .runspec import RunSpec
-from .pipeline import AFFINITIES
+from .pipeline import AFFINITIES, PITI_EVAL_N
 
 # %% auto #0
 __all__ = ['SHORT', 'DIRECTIONS', 'TABLE2_METHODS', 'METHOD_LABELS', 'AFFINITY_LABELS', 'TABLE5_METHODS', 'PLANS',
@@ -269,7 +269,7 @@ def _iter_kind(s: RunSpec) -> str:
 # one thread beside one to three other jobs: s per transfer step (batch 8), per source-training step, per sample (25 steps,
 # guidance 3). iter_s and image_s: `fit_piti_costs` of the committed standard results (session 9, 30 runs); source_iter_s: the 4000-step sources'
 # resumes (600 steps in 1245 s, 2000 in 4053 s, session 8)
-PITI_COSTS = dict(iter_s=2.3, source_iter_s=2.05, image_s=3.5, eval_n=100)
+PITI_COSTS = dict(iter_s=2.3, source_iter_s=2.05, image_s=3.5, eval_n=PITI_EVAL_N['standard'])   # eval_n: the maps a standard run samples
 
 def fit_piti_costs(results) -> dict:
     "{iter_s, image_s, runs}: mean s per finetuning step and per val sample (`PITI_EVAL_N` maps a run) of the PITI rows in the report CSVs under `results`."
@@ -289,7 +289,7 @@ def estimate_piti(preset: str = 'standard', costs: dict | None = None, workers: 
     cpu = sum((0 if s.training_free else dict(s.overrides).get('iters', PITI_TRANSFER[preset]['iters']) * c['iter_s']) + c['eval_n'] * c['image_s'] for s in specs)
     sources = {('uncond' if s.method == 'from-uncond' else s.source) for s in specs}
     from cat_nb.piti_train import piti_train_config
-    src_cpu = len(sources) * c.get('source_iters', piti_train_config(preset=preset).iters) * c.get('source_iter_s', c['iter_s'])   # the preset's base recipe
+    src_cpu = len(sources) * c.get('source_iters', piti_train_config(preset=preset).iters) * c['source_iter_s']   # the preset's base recipe
     return dict(preset=preset, piti_runs=len(specs), piti_sources=sorted(sources), cpu_hours=round((cpu + src_cpu) / 3600, 2),
                 hours=round((cpu + src_cpu) / workers / 3600, 2), hours_without_sources=round(cpu / workers / 3600, 2))
 
