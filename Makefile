@@ -1,5 +1,5 @@
 # cat_nb: one-command set-up, tests and reproduction (see README.md).
-#   make reproduce            set up, then run the report suite (PRESET=quick|standard|paper)
+#   make reproduce            set up, then run the report suite (PRESET=quick|standard|paper, BACKBONE=all|oasis|piti)
 #   make test                 set up, then the CI gate: export/clean in sync, nbdev_test, pytest
 #   make test-slow            the gate plus `#| slow` notebook cells and pytest's slow tests
 #   make lab                  JupyterLab on nbs/ and reports/ with the project's environment
@@ -8,6 +8,7 @@ SHELL  := /bin/bash
 PYTHON ?= python3
 VENV   ?= .venv
 PRESET ?= quick
+BACKBONE ?= all
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.cat_nb-installed
 NBTEST_FLAGS ?=
@@ -61,7 +62,7 @@ test-cluster: setup
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests/test_executors.py -q -s -m slow $(PYTEST_ARGS)
 
 reproduce: setup
-	$(BIN)/cat-nb reproduce --preset $(PRESET)
+	$(BIN)/cat-nb reproduce --preset $(PRESET) --backbone $(BACKBONE)
 
 lab: setup
 	$(BIN)/jupyter lab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root,)
