@@ -8,7 +8,8 @@ The official code is read from the path you pass (it is never copied into this r
 configuration (ADE20K, batch 4, 64 px, channels_G 16, the official D width 64, LabelMix, EMA, no VGG term: the official
 default) and the same weights; the script first checks that their forward passes agree (G on the same noise, D on the
 same image), then times rounds that run one iteration of every side in rotating order, so that all see the same machine load.
-cat_nb runs in three variants: `plain` (the presets' settings), `channels_last`, and `fast` (channels_last + d_batched).
+cat_nb runs in three variants: `plain` (the presets' settings), `channels_last`, and `fast` (channels_last + d_batched); two probes on
+top of `fast` can be added with --variants: `fast+fused_adam` (Adam's fused CPU kernel) and `fast+compile` (torch.compile).
 It prints the median seconds per iteration of each side, the speed-up official / cat_nb, and each step's achieved FLOP/s
 (torch.utils.flop_counter) over the dense fp32 matmul FLOP/s measured in the same run. The counter gives direct-
 convolution FLOPs; oneDNN's 3x3 kernels can need fewer (Winograd), so the fraction can pass 100 %. Not a test: timings
@@ -94,7 +95,22 @@ def step_flops(fn) -> int:
 
 
 VARIANTS = {'plain': dict(channels_last=False, d_batched=False), 'channels_last': dict(channels_last=True, d_batched=False),
-            'fast': dict(channels_last=True, d_batched=True)}     # fast = channels_last + d_batched
+            'fast': dict(channels_last=True, d_batched=True),      # fast = channels_last + d_batched
+            # probes on top of `fast`, not TrainConfig fields (session 10: neither pays):
+            'fast+fused_adam': dict(channels_last=True, d_batched=True, probe='fused_adam'),   # torch.optim.Adam(fused=True) for G and D
+            'fast+compile': dict(channels_last=True, d_batched=True, probe='compile')}         # torch.compile on G's and D's forward
+
+
+def apply_probe(tr, probe: str | None):
+    "Turn a `fast` trainer into one of the probe variants (in place); the forward passes stay the modules' own."
+    if probe == 'fused_adam':
+        c = tr.cfg
+        tr.optG = torch.optim.Adam(tr.G.parameters(), lr=c.lr_g, betas=(c.beta1, c.beta2), fused=True)
+        tr.optD = torch.optim.Adam(tr.d_trainable, lr=c.lr_d, betas=(c.beta1, c.beta2), fused=True)
+    elif probe == 'compile':   # the forward methods, so that state_dict keys (EMA, checkpoints) stay unprefixed; compiled on first use
+        tr.G.forward = torch.compile(tr.G.forward); tr.D.forward = torch.compile(tr.D.forward)
+    elif probe is not None: raise ValueError(f'unknown probe {probe!r}')
+    return tr
 
 
 def main(argv=None) -> int:
@@ -108,7 +124,8 @@ def main(argv=None) -> int:
     p.add_argument('--channels-G', dest='channels_G', type=int, default=16, help='G width (default: 16)')
     p.add_argument('--channels-D', dest='channels_D', type=int, default=64, help='D width (default: 64, the official value)')
     p.add_argument('--variants', default='plain,channels_last,fast',
-                   help="cat_nb variants to time: plain, channels_last, fast (= channels_last + d_batched) (default: all three)")
+                   help="cat_nb variants to time: plain, channels_last, fast (= channels_last + d_batched), fast+fused_adam, fast+compile "
+                        "(default: the first three)")
     p.add_argument('--json', help='write the results here')
     a = p.parse_args(argv)
     names = [v.strip() for v in a.variants.split(',') if v.strip()]
@@ -116,6 +133,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads); torch.manual_seed(0)
     off = Official(a.official, official_opt(a))
     ours = {n: build_ours(argparse.Namespace(**{**vars(a), **VARIANTS[n]})) for n in names}
+    for n, tr in ours.items(): apply_probe(tr, VARIANTS[n].get('probe'))
     g = torch.Generator().manual_seed(0)
     data = dict(image=torch.rand(a.batch, 3, a.size, a.size, generator=g) * 2 - 1,
                 label=torch.randint(0, 151, (a.batch, 1, a.size, a.size), generator=g).float())
@@ -124,6 +142,9 @@ def main(argv=None) -> int:
     for n, e in eq.items():
         print(f"forward pass ({n}), same weights and noise: G max |diff| {e['G_max_abs_diff']:.2e}, D max |diff| {e['D_max_abs_diff']:.2e}", flush=True)
     fns = {'official': lambda: off.step(data), **{n: (lambda tr=tr: tr.step(ours_batch, 1)) for n, tr in ours.items()}}
+    for n in names:                 # compiled probes: compile (and time it) before anything is counted or timed
+        if VARIANTS[n].get('probe') == 'compile':
+            t = time.perf_counter(); fns[n](); fns[n](); print(f'{n}: compiled in {time.perf_counter() - t:.0f} s (two steps)', flush=True)
     flops = {k: step_flops(f) for k, f in fns.items()}
     for _ in range(a.warmup):
         for f in fns.values(): f()
