@@ -32,7 +32,7 @@ _wdir = sys.argv[sys.argv.index('--wordnet') + 1] if '--wordnet' in sys.argv els
 os.environ['NLTK_DATA'] = nltk_layout(_wdir)
 from nltk.corpus import wordnet as wn
 import torch.nn.functional as F
-from cat_nb.affinity_text import (load_text_encoder, class_synonyms, clean_name, name_texts, known_correspondences, heldout_correspondences,
+from cat_nb.affinity_text import (load_text_encoder, class_synonyms, clean_name, known_correspondences, heldout_correspondences,
                                   DIRECTIONS, top1_agreement, topk_agreement, make_affinity, class_embeddings)
 enc = load_text_encoder('minilm', verbose=False)
 E = lambda ts: enc.encode(ts)
