@@ -179,6 +179,25 @@ def _prebuild(reports, params_of: dict, preset: str, extra: dict, executor=None)
         run_plan(specs, preset, roots, device, workers, executor=executor)
     return dict(runs=len(specs))
 
+def _estimate(params_of: dict, workers: int) -> str:
+    "What a cold standard call of these reports would take on this machine (`cat_nb.reports.measured_costs`), as printable lines."
+    from cat_nb.reports import report_plans, estimate_plan, estimate_piti, measured_costs, time_transfer_step, STANDARD_COSTS
+    plans = report_plans(params_of, 'standard'); reports = list(plans)
+    print('timing the standard CAT transfer iteration on this machine (about 10 s) ...', flush=True)
+    step = time_transfer_step('standard'); mc = measured_costs(step)
+    o, p = estimate_plan('standard', mc, workers, plans, reports), estimate_piti('standard', None, workers, plans, reports)
+    out = [f"estimate of a cold `cat-nb reproduce --preset standard` of {', '.join(params_of)} ({workers} worker processes, nothing cached, "
+           "set-up and the shipped sources' install excluded):",
+           f"  this machine: {step:.3f} s per transfer iteration alone, {mc['iter_s']['residual']:.3f} s expected in the plan "
+           f"(the cost model's {STANDARD_COSTS['iter_s']['residual']} s times {mc['speed_factor']})"]
+    if o['finetuned_runs'] + o['training_free_runs']:
+        out.append(f"  OASIS: {o['finetuned_runs']} finetuned and {o['training_free_runs']} training-free runs, {o['affinity_sets']} affinity sets: "
+                   f"{o['hours']} h ({o['cpu_hours']} CPU-hours of runs)")
+    if p['piti_runs']:
+        out.append(f"  PITI: {p['piti_runs']} runs: {p['hours_without_sources']} h, {p['hours']} h with its {len(p['piti_sources'])} source models "
+                   "(the PITI cost model as measured, not rescaled to this machine)")
+    return '\n'.join(out)
+
 def reproduce(argv: list[str] = ()) -> int:
     "Run the report notebooks with papermill into `reports/out/<preset>/` and write `SUMMARY.md`."
     ap = argparse.ArgumentParser(prog='cat-nb reproduce', description=reproduce.__doc__, formatter_class=HelpFormatter)
@@ -190,6 +209,8 @@ def reproduce(argv: list[str] = ()) -> int:
     ap.add_argument('-p', '--param', action='append', default=[], metavar='KEY=VALUE', help="report parameter (Python literal), e.g. -p \"seeds=[0]\"; repeatable; checked against the reports' "
                     "parameters cells before anything runs (default: none, each report's plan)")
     ap.add_argument('--force', action='store_true', help='rerun reports that already finished')
+    ap.add_argument('--estimate', action='store_true', help="print how long a cold call would take on this machine (standard preset: the "
+                    "plan's runs, one transfer iteration timed here) and stop; nothing is built or run")
     ap.add_argument('--backbone', choices=['all', 'oasis', 'piti'], default='all', help="which backbone's rows to run: oasis (every report but "
                     "table5, with piti_directions=[]), piti (table5 and the PITI rows of the reports that have them, with directions=[]), or all")
     ap.add_argument('--retrain-sources', action='store_true', help='train the source models instead of installing the shipped ones '
@@ -244,6 +265,10 @@ def reproduce(argv: list[str] = ()) -> int:
     params_of = {nb.stem: dict(preset=a.preset, out_dir=str((out/nb.stem).resolve()))
                           | {k: v for k, v in extra.items() if k in pm.inspect_notebook(str(nb))}
                           | {k: v for k, v in split.get(nb.stem, {}).items() if k not in given} for nb in nbs}
+    if a.estimate:
+        if a.preset != 'standard': ap.error('--estimate: the cost model is measured at --preset standard')
+        from cat_nb.executors import default_workers
+        print(_estimate(params_of, extra.get('workers') or default_workers(extra.get('device', 'auto')))); return 0
     todo = [nb.stem for nb in nbs if a.force or not _finished(out/nb.name, params_of[nb.stem], nb)]
     t_all, c_all = time.time(), _cpu()
     try: shared = _prebuild(todo, params_of, a.preset, extra, executor)

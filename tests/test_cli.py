@@ -94,3 +94,18 @@ def test_reproduce_retrain_sources_reaches_the_reports(tmp_path):
     for flag, want in (([], 'unset'), (['--retrain-sources', '--force'], 'train')):
         run('reproduce', '--reports', str(reps), '--out', str(tmp_path/'out'), *flag)
         assert (tmp_path/'out'/'a'/'sources.txt').read_text() == want
+
+
+def test_reproduce_estimate_times_this_machine_and_builds_nothing(tmp_path):
+    "`--estimate` prints the selected reports' runs and hours from a step timed here, and writes no report."
+    from pathlib import Path
+    from cat_nb.reports import estimate_plan, plan
+    reps = Path(__file__).resolve().parents[1]/'reports'
+    out = tmp_path/'out'
+    r = run('reproduce', '--preset', 'standard', '--estimate', '--only', 'table4', '--backbone', 'oasis', '--reports', str(reps), '--out', str(out))
+    n = estimate_plan('standard', reports=['table4'], plans={'table4': plan('table4', 'standard')})['finetuned_runs']
+    assert f'OASIS: {n} finetuned and 0 training-free runs' in r.stdout, r.stdout
+    assert 's per transfer iteration alone' in r.stdout and 'PITI' not in r.stdout.split('\n', 2)[-1], r.stdout
+    assert not list(out.glob('*.ipynb')) and not (out/'SUMMARY.md').exists()
+    q = run('reproduce', '--estimate', '--only', 'table4', '--reports', str(reps), '--out', str(out), check=False)
+    assert q.returncode == 2 and 'measured at --preset standard' in q.stderr
