@@ -4,12 +4,11 @@
 
 # %% ../nbs/61_reports.ipynb #c06cf797
 from __future__ import annotations
-import json, math, statistics, time
+import json, math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from .core import atomic_write, moved_names
 from .runspec import RunSpec
@@ -17,15 +16,13 @@ from .pipeline import AFFINITIES, PITI_EVAL_N
 
 # %% auto #0
 __all__ = ['SHORT', 'DIRECTIONS', 'TABLE2_METHODS', 'METHOD_LABELS', 'AFFINITY_LABELS', 'TABLE5_METHODS', 'PLANS',
-           'FINETUNE_REPORTS', 'PITI_REPORTS', 'TABLE4_ROWS', 'SPECS', 'STANDARD_COSTS', 'MICROBENCH_ITER_S',
-           'PITI_COSTS', 'PLAN_OVER_STEP', 'METRICS', 'RUN_COLUMNS', 'PAPER_NOTE', 'PITI_NOTE', 'split_direction',
-           'direction_label', 'paper_numbers', 'schedule', 'plan', 'shared_likes', 'specs_table1', 'specs_table2',
-           'specs_table3', 'specs_table4', 'specs_figure3', 'specs_figure4', 'specs_table5', 'unique_specs',
-           'report_plans', 'report_work', 'fit_piti_costs', 'estimate_piti', 'estimate_plan', 'time_transfer_step',
-           'measured_costs', 'aggregate', 'fmt', 'paper_table', 'compare', 'rank_agreement', 'data_label',
-           'comparison_markdown', 'save_runs', 'save_markdown', 'table_report', 'bar_comparison', 'sample_grid_figure',
-           'sweep_figure', 'ground_truth', 'init_agreement', 'plot_agreement', 'notebook_sha', 'mark_finished',
-           'notebook_title', 'parse_literal', 'write_summary']
+           'FINETUNE_REPORTS', 'PITI_REPORTS', 'TABLE4_ROWS', 'SPECS', 'METRICS', 'RUN_COLUMNS', 'PAPER_NOTE',
+           'PITI_NOTE', 'split_direction', 'direction_label', 'paper_numbers', 'schedule', 'plan', 'shared_likes',
+           'specs_table1', 'specs_table2', 'specs_table3', 'specs_table4', 'specs_figure3', 'specs_figure4',
+           'specs_table5', 'unique_specs', 'report_plans', 'report_work', 'aggregate', 'fmt', 'paper_table', 'compare',
+           'rank_agreement', 'data_label', 'comparison_markdown', 'save_runs', 'save_markdown', 'table_report',
+           'bar_comparison', 'sample_grid_figure', 'sweep_figure', 'ground_truth', 'init_agreement', 'plot_agreement',
+           'notebook_sha', 'mark_finished', 'notebook_title', 'parse_literal', 'write_summary']
 
 # %% ../nbs/61_reports.ipynb #f6c4c540
 SHORT = dict(ade20k='ADE', cocostuff='COCO', cityscapes='Cityscapes')
@@ -241,10 +238,6 @@ SPECS = dict(table1=specs_table1, table2=specs_table2, table3=specs_table3, tabl
              table5=specs_table5)
 
 # %% ../nbs/61_reports.ipynb #057e8d69
-STANDARD_COSTS = dict(iter_s=dict(residual=0.65, baseline=0.5, scratch=0.45), eval_s=30.0, image_s=0.17, tf_s=30.0,
-                      affinity_s=100.0, segmenter_s=280.0, kernel_s=30.0)
-MICROBENCH_ITER_S = dict(residual=3.15, baseline=2.1, scratch=1.4)   # TransferTrainer.step CPU seconds, heavier load
-
 def unique_specs(reports=FINETUNE_REPORTS, preset: str = 'standard', plans: dict | None = None) -> list[RunSpec]:
     "Every distinct `RunSpec` the reports need at `preset` (shared rows once, in report order); `plans`: {report: plan} overrides."
     out = []
@@ -266,88 +259,6 @@ def report_work(params: dict, preset: str) -> tuple[list[RunSpec], list[tuple]]:
         else: affs += [(*split_direction(d), a, 0, p['n_images']) for d in p['directions'] for a in p['affinities']]
     return unique_specs(list(plans), preset, plans), list(dict.fromkeys(affs))
 
-def _iter_kind(s: RunSpec) -> str:
-    if s.method == 'scratch': return 'scratch'
-    return 'residual' if s.method in ('cat', 'cat-random', 'cgantransfer') and s.residual is not False else 'baseline'
-
-# one thread beside one to three other jobs: s per transfer step (batch 8), per source-training step, per sample (25 steps,
-# guidance 3). iter_s and image_s: `fit_piti_costs` of the committed standard results (session 9, 30 runs); source_iter_s: the 4000-step sources'
-# resumes (600 steps in 1245 s, 2000 in 4053 s, session 8)
-PITI_COSTS = dict(iter_s=2.3, source_iter_s=2.05, image_s=3.5, eval_n=PITI_EVAL_N['standard'])   # eval_n: the maps a standard run samples
-
-def fit_piti_costs(results) -> dict:
-    "{iter_s, image_s, runs}: mean s per finetuning step and per val sample (`PITI_EVAL_N` maps a run) of the PITI rows in the report CSVs under `results`."
-    fs = [pd.read_csv(f) for f in sorted(Path(results).glob('*/*.csv'))]
-    d = pd.concat([f for f in fs if {'backbone', 'train_seconds', 'eval_seconds', 'run'} <= set(f.columns)])
-    d = d[d.backbone == 'piti'].drop_duplicates('run')
-    if d.empty: raise ValueError(f"no PITI rows with timings in the CSVs under {results}")
-    ft = d[~d.training_free.astype(bool)]
-    return dict(iter_s=float((ft.train_seconds / ft.iters).mean()), image_s=float((d.eval_seconds / PITI_COSTS['eval_n']).mean()),
-                runs=len(d))
-
-def estimate_piti(preset: str = 'standard', costs: dict | None = None, workers: int = 2, plans: dict | None = None,
-                  reports=(*FINETUNE_REPORTS, *PITI_REPORTS)) -> dict:
-    "The PITI part of the plan (Table 5 and the PITI rows of the other `reports`): runs and wall-time estimate (hours), source models included."
-    c = {**PITI_COSTS, **(costs or {})}
-    specs = [s for s in unique_specs([r for r in reports if r in SPECS], preset, plans) if s.backbone == 'piti']
-    from cat_nb.transfer_piti import PITI_TRANSFER
-    cpu = sum((0 if s.training_free else dict(s.overrides).get('iters', PITI_TRANSFER[preset]['iters']) * c['iter_s']) + c['eval_n'] * c['image_s'] for s in specs)
-    sources = {('uncond' if s.method == 'from-uncond' else s.source) for s in specs}
-    from cat_nb.piti_train import piti_train_config
-    src_cpu = len(sources) * c.get('source_iters', piti_train_config(preset=preset).iters) * c['source_iter_s']   # the preset's base recipe
-    return dict(preset=preset, piti_runs=len(specs), piti_sources=sorted(sources), cpu_hours=round((cpu + src_cpu) / 3600, 2),
-                hours=round((cpu + src_cpu) / workers / 3600, 2), hours_without_sources=round(cpu / workers / 3600, 2))
-
-def estimate_plan(preset: str = 'standard', costs: dict | None = None, workers: int = 2, plans: dict | None = None,
-                  reports=FINETUNE_REPORTS) -> dict:
-    "Run counts and the wall-time estimate (hours) of the OASIS runs of `reports` at `preset`, from per-run `costs` (see `STANDARD_COSTS`)."
-    c = {**STANDARD_COSTS, **(costs or {})}
-    reports = [r for r in reports if r in SPECS]
-    specs = [s for s in unique_specs(reports, preset, plans) if s.backbone == 'oasis']
-    cpu, iters_seen = 0.0, set()
-    for s in specs:
-        if s.training_free: cpu += c['tf_s']; continue
-        sch = {**schedule(preset), **dict(s.overrides)}; iters_seen.add(sch['iters'])
-        n_eval = sch['iters'] // sch['eval_every'] + 1 if sch.get('eval_every') else 0
-        cpu += sch['iters'] * c['iter_s'][_iter_kind(s)] + n_eval * sch.get('eval_n', 100) * c['image_s'] + c['eval_s']
-    affs = {(s.source, s.target, s.n_images) for s in specs if s.method != 'scratch'}
-    wall = (cpu / workers + len(affs) * c['affinity_s'] + len({s.target for s in specs} | {s.source for s in specs}) * c['segmenter_s']
-            + (len(reports) + 1) * c['kernel_s'])
-    return dict(preset=preset, finetuned_runs=sum(not s.training_free for s in specs), training_free_runs=sum(s.training_free for s in specs),
-                iters=sorted(iters_seen), affinity_sets=len(affs), workers=workers, cpu_hours=round(cpu / 3600, 2), hours=round(wall / 3600, 2))
-
-# %% ../nbs/61_reports.ipynb #3e722e58
-PLAN_OVER_STEP = 1.035    # s per iteration inside the two-worker plan / s of the isolated stage-2 step (session 10, 24 runs)
-
-def time_transfer_step(preset: str = 'standard', direction: str = 'cocostuff->ade20k', steps: int = 3, threads: int = 1) -> float:
-    """Median seconds of one CAT transfer iteration (stage 2: every trainable part) at `preset` on this machine's CPU, after one
-    untimed iteration: batch and image size of the preset, random data, a uniform affinity, a source model with random weights."""
-    from cat_nb.train import train_config, OASISTrainer
-    from cat_nb.transfer import transfer_config, TransferTrainer
-    from cat_nb.data import class_names
-    if steps < 1: raise ValueError(f'steps must be at least 1 (got {steps})')
-    source, target = split_direction(direction)
-    prev = torch.get_num_threads(); torch.set_num_threads(threads)
-    try:
-        src = OASISTrainer(train_config(source, preset), torch.device('cpu')).state()
-        ns, nt = len(class_names(source)), len(class_names(target))
-        tr = TransferTrainer(transfer_config('cat', target, src['model'], preset), src, np.full((nt, ns), 1 / ns, dtype=np.float32), device='cpu')
-        c = tr.cfg; H = c.model.crop_size; W = int(round(H * c.model.aspect_ratio)); g = torch.Generator().manual_seed(0)
-        batch = dict(image=torch.rand(c.batch_size, 3, H, W, generator=g) * 2 - 1,
-                     label=torch.randint(0, c.model.semantic_nc - 1, (c.batch_size, H, W), generator=g))
-        s0 = tr.tcfg.stage1_iters; tr.step(batch, s0); ts = []
-        for i in range(steps):
-            t = time.perf_counter(); tr.step(batch, s0 + 1 + i); ts.append(time.perf_counter() - t)
-        return statistics.median(ts)
-    finally: torch.set_num_threads(prev)
-
-def measured_costs(step_s: float, costs: dict | None = None) -> dict:
-    """`costs` (default `STANDARD_COSTS`) with the transfer iteration costs of a machine whose isolated step (`time_transfer_step`)
-    takes `step_s`: residual = `PLAN_OVER_STEP` * step_s, the other kinds scaled by the same factor; `speed_factor` records it."""
-    c = dict(costs or STANDARD_COSTS)
-    if not step_s > 0: raise ValueError(f'step_s must be positive (got {step_s})')
-    f = PLAN_OVER_STEP * step_s / c['iter_s']['residual']
-    return {**c, 'iter_s': {k: v * f for k, v in c['iter_s'].items()}, 'speed_factor': round(f, 3)}
 
 # %% ../nbs/61_reports.ipynb #3d337274
 METRICS = ('fid', 'kid', 'miou', 'iterations')
@@ -451,7 +362,8 @@ def table_report(runs: pd.DataFrame, name: str, keys, label_col: str, title: str
     return '\n\n'.join((note, md, tau))
 
 # %% ../nbs/61_reports.ipynb #899aa17f
-__getattr__ = moved_names('cat_nb.reports', dict.fromkeys(('transfer_frames', 'frames_markdown', 'append_piti_frames'), 'cat_nb.frames'))
+__getattr__ = moved_names('cat_nb.reports', dict.fromkeys(('transfer_frames', 'frames_markdown', 'append_piti_frames'), 'cat_nb.frames')
+                         | dict.fromkeys(('STANDARD_COSTS', 'MICROBENCH_ITER_S', 'PITI_COSTS', 'fit_piti_costs', 'estimate_piti', 'estimate_plan'), 'cat_nb.budget'))
 
 # %% ../nbs/61_reports.ipynb #0c69749e
 def _plt():

@@ -99,7 +99,8 @@ def test_reproduce_retrain_sources_reaches_the_reports(tmp_path):
 def test_reproduce_estimate_times_this_machine_and_builds_nothing(tmp_path):
     "`--estimate` prints the selected reports' runs and hours from a step timed here, and writes no report."
     from pathlib import Path
-    from cat_nb.reports import estimate_plan, plan
+    from cat_nb.budget import estimate_plan
+    from cat_nb.reports import plan
     reps = Path(__file__).resolve().parents[1]/'reports'
     out = tmp_path/'out'
     r = run('reproduce', '--preset', 'standard', '--estimate', '--only', 'table4', '--backbone', 'oasis', '--reports', str(reps), '--out', str(out))
