@@ -11,20 +11,17 @@ not the arithmetic). Not a test: compare ratios, not seconds, across runs.
 from __future__ import annotations
 import argparse, statistics, sys, time
 
-import numpy as np
 import torch
 
 VARIANTS = {'plain': dict(channels_last=False, d_batched=False), 'fast': dict(channels_last=True, d_batched=True)}
 
 
-def build(source: str, target: str, variant: str):
+def build(direction: str, variant: str):
+    "(trainer, batch) of `variant`, from the shipped standard source model (`cat_nb.budget.bench_transfer`)."
     from cat_nb.shipped import load_shipped
-    from cat_nb.transfer import transfer_config, TransferTrainer
-    from cat_nb.data import class_names
-    src = load_shipped(source, 'standard')
-    cfg = transfer_config('cat', target, src['model'], 'standard', **VARIANTS[variant])
-    A = np.full((len(class_names(target)), len(class_names(source))), 1.0 / len(class_names(source)), dtype=np.float32)
-    return TransferTrainer(cfg, src, A, device='cpu')
+    from cat_nb.budget import bench_transfer
+    from cat_nb.reports import split_direction
+    return bench_transfer(direction, 'standard', load_shipped(split_direction(direction)[0], 'standard'), **VARIANTS[variant])
 
 
 def main(argv=None) -> int:
@@ -35,12 +32,9 @@ def main(argv=None) -> int:
     p.add_argument('--threads', type=int, default=1, help='torch threads (default: 1)')
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    source, target = [s.strip() for s in a.direction.split('->')]
-    trs = {v: build(source, target, v) for v in VARIANTS}
+    built = {v: build(a.direction, v) for v in VARIANTS}
+    trs, batch = {v: tr for v, (tr, _) in built.items()}, built['plain'][1]      # every variant's batch is the same (seed 0)
     tc = trs['plain'].cfg; H = tc.model.crop_size; W = int(round(H * tc.model.aspect_ratio))
-    g = torch.Generator().manual_seed(0)
-    batch = dict(image=torch.rand(tc.batch_size, 3, H, W, generator=g) * 2 - 1,
-                 label=torch.randint(0, tc.model.semantic_nc - 1, (tc.batch_size, H, W), generator=g))
     s = 0 if a.stage == 1 else trs['plain'].tcfg.stage1_iters
     first = {v: tr.step(batch, s) for v, tr in trs.items()}
     for k in ('G', 'D'):

@@ -17,7 +17,7 @@ from .reports import FINETUNE_REPORTS, PITI_REPORTS, SPECS, schedule, split_dire
 
 # %% auto #0
 __all__ = ['STANDARD_COSTS', 'MICROBENCH_ITER_S', 'PITI_COSTS', 'PLAN_OVER_STEP', 'fit_piti_costs', 'estimate_piti',
-           'estimate_plan', 'time_transfer_step', 'measured_costs']
+           'estimate_plan', 'bench_transfer', 'time_transfer_step', 'measured_costs']
 
 # %% ../nbs/66_budget.ipynb #52b7f8ec
 STANDARD_COSTS = dict(iter_s=dict(residual=0.65, baseline=0.5, scratch=0.45), eval_s=30.0, image_s=0.17, tf_s=30.0,
@@ -77,22 +77,28 @@ def estimate_plan(preset: str = 'standard', costs: dict | None = None, workers: 
 # %% ../nbs/66_budget.ipynb #3e722e58
 PLAN_OVER_STEP = 1.035    # s per iteration inside the two-worker plan / s of the isolated stage-2 step (session 10, 24 runs)
 
-def time_transfer_step(preset: str = 'standard', direction: str = 'cocostuff->ade20k', steps: int = 3, threads: int = 1) -> float:
-    """Median seconds of one CAT transfer iteration (stage 2: every trainable part) at `preset` on this machine's CPU, after one
-    untimed iteration: batch and image size of the preset, random data, a uniform affinity, a source model with random weights."""
+def bench_transfer(direction: str = 'cocostuff->ade20k', preset: str = 'standard', src: dict | None = None, **overrides):
+    """(a CAT `TransferTrainer` on the CPU, a batch) for timing one transfer iteration: a uniform affinity, random images and
+    label maps of the preset's batch and image size (seed 0); `src`: a source checkpoint (default: the preset's architecture with
+    random weights: the time does not depend on them); `overrides`: `transfer_config` fields (e.g. channels_last)."""
     from cat_nb.train import train_config, OASISTrainer
     from cat_nb.transfer import transfer_config, TransferTrainer
     from cat_nb.data import class_names
-    if steps < 1: raise ValueError(f'steps must be at least 1 (got {steps})')
     source, target = split_direction(direction)
+    src = src or OASISTrainer(train_config(source, preset), torch.device('cpu')).state()
+    ns, nt = len(class_names(source)), len(class_names(target))
+    tr = TransferTrainer(transfer_config('cat', target, src['model'], preset, **overrides), src, np.full((nt, ns), 1 / ns, dtype=np.float32), device='cpu')
+    c = tr.cfg; H = c.model.crop_size; W = int(round(H * c.model.aspect_ratio)); g = torch.Generator().manual_seed(0)
+    return tr, dict(image=torch.rand(c.batch_size, 3, H, W, generator=g) * 2 - 1,
+                    label=torch.randint(0, c.model.semantic_nc - 1, (c.batch_size, H, W), generator=g))
+
+def time_transfer_step(preset: str = 'standard', direction: str = 'cocostuff->ade20k', steps: int = 3, threads: int = 1) -> float:
+    """Median seconds of one CAT transfer iteration (stage 2: every trainable part) at `preset` on this machine's CPU, after one
+    untimed iteration (`bench_transfer`: random data, a uniform affinity, a source model with random weights)."""
+    if steps < 1: raise ValueError(f'steps must be at least 1 (got {steps})')
     prev = torch.get_num_threads(); torch.set_num_threads(threads)
     try:
-        src = OASISTrainer(train_config(source, preset), torch.device('cpu')).state()
-        ns, nt = len(class_names(source)), len(class_names(target))
-        tr = TransferTrainer(transfer_config('cat', target, src['model'], preset), src, np.full((nt, ns), 1 / ns, dtype=np.float32), device='cpu')
-        c = tr.cfg; H = c.model.crop_size; W = int(round(H * c.model.aspect_ratio)); g = torch.Generator().manual_seed(0)
-        batch = dict(image=torch.rand(c.batch_size, 3, H, W, generator=g) * 2 - 1,
-                     label=torch.randint(0, c.model.semantic_nc - 1, (c.batch_size, H, W), generator=g))
+        tr, batch = bench_transfer(direction, preset)
         s0 = tr.tcfg.stage1_iters; tr.step(batch, s0); ts = []
         for i in range(steps):
             t = time.perf_counter(); tr.step(batch, s0 + 1 + i); ts.append(time.perf_counter() - t)

@@ -180,7 +180,7 @@ def _prebuild(reports, params_of: dict, preset: str, extra: dict, executor=None)
     return dict(runs=len(specs))
 
 def _estimate(params_of: dict, workers: int) -> str:
-    "What a cold standard call of these reports would take on this machine (`cat_nb.reports.measured_costs`), as printable lines."
+    "What a cold standard call of these reports would take on this machine (`cat_nb.budget.measured_costs`), as printable lines."
     from cat_nb.reports import report_plans
     from cat_nb.budget import estimate_plan, estimate_piti, measured_costs, time_transfer_step, STANDARD_COSTS
     plans = report_plans(params_of, 'standard'); reports = list(plans)
