@@ -184,14 +184,14 @@ def _estimate(params_of: dict, workers: int) -> str:
     from cat_nb.reports import report_plans
     from cat_nb.budget import estimate_plan, estimate_piti, measured_costs, time_transfer_step, STANDARD_COSTS
     plans = report_plans(params_of, 'standard'); reports = list(plans)
-    print('timing the standard CAT transfer iteration on this machine (about 10 s) ...', flush=True)
-    step = time_transfer_step('standard'); mc = measured_costs(step)
-    o, p = estimate_plan('standard', mc, workers, plans, reports), estimate_piti('standard', None, workers, plans, reports)
     out = [f"estimate of a cold `cat-nb reproduce --preset standard` of {', '.join(params_of)} ({workers} worker processes, nothing cached, "
-           "set-up and the shipped sources' install excluded):",
-           f"  this machine: {step:.3f} s per transfer iteration alone, {mc['iter_s']['residual']:.3f} s expected in the plan "
-           f"(the cost model's {STANDARD_COSTS['iter_s']['residual']} s times {mc['speed_factor']})"]
-    if o['finetuned_runs'] + o['training_free_runs']:
+           "set-up and the shipped sources' install excluded):"]
+    o, p = estimate_plan('standard', None, workers, plans, reports), estimate_piti('standard', None, workers, plans, reports)
+    if o['finetuned_runs'] + o['training_free_runs']:                 # the OASIS step is timed only when the plan has OASIS runs
+        print('timing the standard CAT transfer iteration on this machine (about 10 s) ...', flush=True)
+        step = time_transfer_step('standard'); mc = measured_costs(step); o = estimate_plan('standard', mc, workers, plans, reports)
+        out.append(f"  this machine: {step:.3f} s per transfer iteration alone, {mc['iter_s']['residual']:.3f} s expected in the plan "
+                   f"(the cost model's {STANDARD_COSTS['iter_s']['residual']} s times {mc['speed_factor']})")
         out.append(f"  OASIS: {o['finetuned_runs']} finetuned and {o['training_free_runs']} training-free runs, {o['affinity_sets']} affinity sets: "
                    f"{o['hours']} h ({o['cpu_hours']} CPU-hours of runs)")
     if p['piti_runs']:

@@ -108,5 +108,7 @@ def test_reproduce_estimate_times_this_machine_and_builds_nothing(tmp_path):
     assert f'OASIS: {n} finetuned and 0 training-free runs' in r.stdout, r.stdout
     assert 's per transfer iteration alone' in r.stdout and 'PITI' not in r.stdout.split('\n', 2)[-1], r.stdout
     assert not list(out.glob('*.ipynb')) and not (out/'SUMMARY.md').exists()
+    t5 = run('reproduce', '--preset', 'standard', '--estimate', '--only', 'table5', '--reports', str(reps), '--out', str(out))
+    assert 'PITI:' in t5.stdout and 'timing the standard CAT' not in t5.stdout and 'OASIS' not in t5.stdout, t5.stdout   # PITI only: no OASIS step timed
     q = run('reproduce', '--estimate', '--only', 'table4', '--reports', str(reps), '--out', str(out), check=False)
     assert q.returncode == 2 and 'measured at --preset standard' in q.stderr
