@@ -6,7 +6,9 @@ The transfer starts from the shipped standard source model (cat_nb/pretrained) w
 and images of the target's size (the timing does not depend on the values). Each round runs one iteration of every variant in
 rotating order, so all see the same machine load; it prints the median seconds per iteration and the speed-up over `plain`.
 Before timing, it checks that the variants' first-iteration losses agree (the switches change memory layout and batching,
-not the arithmetic). Not a test: compare ratios, not seconds, across runs.
+not the arithmetic). `--vgg` also times the step's VGG perceptual term alone (forward on the fake batch with its graph and on
+the real batch, backward to the fake images; what the term costs inside `plain`'s step), in the same rounds.
+Not a test: compare ratios, not seconds, across runs.
 """
 from __future__ import annotations
 import argparse, statistics, sys, time
@@ -30,6 +32,7 @@ def main(argv=None) -> int:
     p.add_argument('--rounds', type=int, default=6, help='timed rounds (default: 6)')
     p.add_argument('--stage', type=int, default=2, choices=[1, 2], help='transfer stage to time: 1 (new parts only) or 2 (default: 2)')
     p.add_argument('--threads', type=int, default=1, help='torch threads (default: 1)')
+    p.add_argument('--vgg', action='store_true', help="also time the VGG perceptual term's forward + backward alone (default: off)")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     built = {v: build(a.direction, v) for v in VARIANTS}
@@ -40,12 +43,19 @@ def main(argv=None) -> int:
     for k in ('G', 'D'):
         print(f"first-iteration loss {k}: " + ', '.join(f'{v} {first[v][k]:.6f}' for v in trs), flush=True)
     times, keys = {v: [] for v in trs}, list(trs)
+    if a.vgg:
+        tr = trs['plain']
+        with torch.no_grad(): fake0 = tr.G(batch['label'])
+        def vgg():
+            fake = fake0.clone().requires_grad_(); tr.vgg_loss(fake, batch['image']).backward()
+        times['vgg'], keys = [], keys + ['vgg']
     for r in range(a.rounds):
         for v in keys[r % len(keys):] + keys[:r % len(keys)]:
-            t = time.perf_counter(); trs[v].step(batch, s + 1 + r); times[v].append(time.perf_counter() - t)
+            t = time.perf_counter(); vgg() if v == 'vgg' else trs[v].step(batch, s + 1 + r); times[v].append(time.perf_counter() - t)
     med = {v: statistics.median(t) for v, t in times.items()}
     print(f"{a.direction}, stage {a.stage}, batch {tc.batch_size}, {H}x{W}, {torch.get_num_threads()} thread(s), {a.rounds} rounds")
     for v in trs: print(f"{v:6s} {med[v]:.3f} s/iter  speed-up over plain {med['plain'] / med[v]:.2f}x")
+    if a.vgg: print(f"VGG term (fake with graph + real, backward to the fake batch) {med['vgg']:.3f} s: {100 * med['vgg'] / med['plain']:.0f} % of plain's step")
     return 0
 
 
