@@ -6,7 +6,8 @@ the runs finished, and their measured per-run costs against the cost model (`cat
 
 --home: the CAT_NB_HOME of the cold call; --log-dir: the folder with cold.start.N (epoch seconds), cold.end.N (when the part
 ended by itself) and cold.load ("HH:MM:SS loadavg..." every minute: the last stamp after a part's start is its end when
-it was stopped).
+it was stopped). --compare DIR: each finished run's FID and mIoU against the committed row of the same run (name without its
+hash; Figure 4's runs, which evaluate periodically, against `figure4/`; the other reports' CSVs under DIR otherwise).
 """
 import argparse, datetime as dt, json, statistics
 from pathlib import Path
@@ -39,9 +40,26 @@ def runs(home: Path) -> list[dict]:
                          train_s=sum(m.get('seconds', 0) for m in ends), eval_s=ev.get('eval_seconds')))
     return rows
 
+def compare(home: Path, results: Path) -> list[dict]:
+    "[{run, fid, fid_committed, miou, miou_committed}] for the finished runs of `home` with one committed row of the same name."
+    import pandas as pd
+    fs = [pd.read_csv(f) for f in sorted(results.glob('*/*.csv')) if f.parent.name != 'figure4_1200']
+    c = pd.concat([f for f in fs if {'fid', 'miou', 'run', 'method'} <= set(f.columns)])
+    c = c[c.get('backbone', pd.Series('oasis', index=c.index)).fillna('oasis') != 'piti'].drop_duplicates('run')
+    c['name'] = c.run.astype(str).str.rsplit('/', n=1).str[-1].str.rsplit('_', n=1).str[0]
+    c['periodic'] = c.iterations.notna() & ~c.training_free.astype(bool)       # Figure 4's rows carry iterations to convergence
+    out = []
+    for d in sorted((home/'cache'/'pipeline'/'transfer').glob('*')):
+        if not (d/'pipeline_eval.json').exists(): continue
+        ev, spec = json.loads((d/'pipeline_eval.json').read_text()), json.loads((d/'done.json').read_text())['spec']
+        m = c[(c.name == d.name.rsplit('_', 1)[0]) & (c.periodic == bool(spec['overrides']))]
+        if len(m) == 1: out.append(dict(run=d.name, fid=ev['fid'], fid_committed=float(m.fid.iloc[0]), miou=ev['miou'], miou_committed=float(m.miou.iloc[0])))
+    return out
+
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--home', required=True); ap.add_argument('--log-dir', required=True); ap.add_argument('--json', default=None)
+    ap.add_argument('--compare', default=None, help='committed results folder (e.g. reports/results/standard): FID/mIoU against its rows')
     a = ap.parse_args()
     P, R = parts(Path(a.log_dir)), runs(Path(a.home))
     ft = [r for r in R if not r['training_free'] and r['steps']]
@@ -54,4 +72,10 @@ if __name__ == '__main__':
     for p in P: print(f"part {p['part']}: {dt.datetime.fromtimestamp(p['start'], dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {p['seconds'] / 3600:.2f} h, {p['ended']}")
     print(f"wall so far: {rep['wall_hours']} h; runs finished: {rep['runs_done']} ({rep['finetuned_done']} finetuned, {rep['training_free_done']} training-free), "
           f"{rep['evaluated']} evaluated; median {rep['s_per_iter_median']} s per iteration; CPU-hours: training {rep['cpu_hours_train']}, evaluation {rep['cpu_hours_eval']}")
+    if a.compare:
+        cmp = compare(Path(a.home), Path(a.compare)); rep['compare'] = cmp
+        if cmp:
+            dF, dM = [abs(r['fid'] - r['fid_committed']) for r in cmp], [100 * abs(r['miou'] - r['miou_committed']) for r in cmp]
+            print(f"against {a.compare}: {len(cmp)} runs matched; |FID diff| median {statistics.median(dF):.2f}, max {max(dF):.2f}; "
+                  f"|mIoU diff| median {statistics.median(dM):.2f} points, max {max(dM):.2f}")
     if a.json: Path(a.json).write_text(json.dumps(rep, indent=1) + '\n')
